@@ -1,0 +1,164 @@
+"""The on-disk contract between stages: atomic writes, manifests, input hashes, versions.
+
+A stage writes everything under its output folder, each file through a temporary name and a
+rename, and writes ``manifest.json`` last: a manifest's presence means the stage finished. A
+downstream stage refuses a manifest of another schema version or stage, and refuses inputs whose
+content hash changed since the upstream stage recorded it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from pet.errors import PetError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+STAGES = ("teachers", "labels", "student")
+log = logging.getLogger("pet")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import pet
+
+    out = {"pet": pet.__version__}
+    for name in ("torch", "transformers", "datasets", "safetensors"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=False, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``final`` in one rename."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)  # left over by an interrupted earlier run
+    tmp.mkdir()
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PetError(f"{path}: {what} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise PetError(f"{path}: {what} is corrupted ({err}); delete the folder and rerun the stage") from None
+
+
+def read_manifest(folder: Path, stage: str) -> dict[str, Any]:
+    """Read and check the manifest of a finished stage."""
+    if not folder.is_dir():
+        raise PetError(f"{folder}: no such folder; expected the output of the {stage} stage")
+    path = folder / MANIFEST
+    if not path.exists():
+        raise PetError(f"{folder}: no {MANIFEST}, so the {stage} stage did not finish there; rerun it to complete it")
+    manifest = read_json(path, "manifest")
+    if not isinstance(manifest, dict) or "stage" not in manifest or "schema_version" not in manifest:
+        raise PetError(f"{path}: not a pet manifest (no stage or schema_version)")
+    if manifest["schema_version"] != SCHEMA_VERSION:
+        raise PetError(
+            f"{path}: manifest schema version {manifest['schema_version']} is not supported by this pet "
+            f"(expects {SCHEMA_VERSION}); rerun the stage with this version of pet"
+        )
+    if manifest["stage"] != stage:
+        raise PetError(f"{folder}: holds the output of the {manifest['stage']} stage, not of the {stage} stage")
+    check_versions(manifest.get("versions", {}), path)
+    return manifest
+
+
+def check_versions(recorded: dict[str, str], source: Path) -> None:
+    """A different major version of a library is an error; a different minor version a warning."""
+    current = library_versions()
+    for name, old in recorded.items():
+        new = current.get(name)
+        if new is None or old == new or "missing" in (old, new):
+            continue
+        old_parts, new_parts = old.split("+")[0].split("."), new.split("+")[0].split(".")
+        if old_parts[0] != new_parts[0]:
+            raise PetError(f"{source}: written with {name} {old}, but {name} {new} is installed; use {name} {old_parts[0]}.x or rerun the stage")
+        if old_parts[:2] != new_parts[:2]:
+            log.warning("%s: written with %s %s, running %s %s", source, name, old, name, new)
+
+
+def check_inputs(recorded: dict[str, str], source: Path) -> None:
+    """Inputs recorded upstream must be unchanged: otherwise results would silently mix data."""
+    for name, digest in recorded.items():
+        path = Path(name)
+        if not path.exists():
+            raise PetError(f"{path}: input recorded in {source} no longer exists")
+        if sha256_file(path) != digest:
+            raise PetError(f"{path}: changed since {source} was written (hash mismatch); rerun the upstream stage")
+
+
+def prepare_output(folder: Path, stage: str) -> dict[str, Any] | None:
+    """Check an output folder before writing; returns its manifest if this stage already finished."""
+    if folder.exists() and not folder.is_dir():
+        raise PetError(f"{folder}: output path is a file, not a folder")
+    path = folder / MANIFEST
+    if path.exists():
+        manifest = read_json(path, "manifest")
+        other = manifest.get("stage") if isinstance(manifest, dict) else None
+        if other != stage:
+            raise PetError(f"{folder}: already holds {other or 'unknown'} artifacts; choose another output folder for the {stage} stage")
+        return manifest
+    for other in STAGES:
+        marker = {"teachers": "teachers.json", "labels": "soft_labels.parquet", "student": "config.json"}[other]
+        if other != stage and any(folder.glob(f"*/{marker}") if other == "teachers" else folder.glob(marker)):
+            raise PetError(f"{folder}: already holds {other} artifacts; choose another output folder for the {stage} stage")
+    return None
+
+
+def base_manifest(stage: str, config: dict[str, Any], inputs: dict[str, str]) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "stage": stage,
+        "versions": library_versions(),
+        "config": config,
+        "inputs": inputs,
+    }

@@ -1,0 +1,191 @@
+"""The run configuration: one YAML file with every setting of every stage.
+
+Defaults follow the PET paper (Schick & Schütze, 2021) unless a comment says otherwise. Relative
+paths are resolved against the folder of the config file, so a config can travel with its data.
+Any value can be overridden on the command line as ``--section.key value``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, PositiveFloat, PositiveInt, NonNegativeFloat, NonNegativeInt
+
+from pet.errors import PetError
+from pet.yamlfile import Strict, load_yaml, model_in, validate
+
+
+class DataConfig(Strict):
+    train: Path  # labelled examples
+    unlabeled: Path  # text the teachers label for the student
+    test: Path | None = None  # optional: evaluated after distillation, never used for training
+    fields: dict[str, str] = Field(default_factory=lambda: {"text": "text"})  # pattern placeholder -> column
+    id_column: str = "id"  # rows without this column get ids "row-<n>"
+    label_column: str = "label"
+
+
+class SourceConfig(Strict):
+    file: Path
+    ids: list[str] | None = None  # None: every pattern (or verbalizer) in the file
+
+
+class TeachersConfig(Strict):
+    seeds: list[int] = Field(default_factory=lambda: [1, 2, 3])
+    steps: PositiveInt = 250
+    batch_size: PositiveInt = 4
+    learning_rate: PositiveFloat = 1e-5
+    weight_decay: NonNegativeFloat = 0.01
+    warmup_steps: NonNegativeInt = 0
+    max_grad_norm: PositiveFloat = 1.0
+    max_length: PositiveInt = 256
+
+
+class LabellingConfig(Strict):
+    ensemble: Literal["mean", "wmean"] = "wmean"  # wmean: weight = teacher accuracy on the labelled set before training
+    temperature: PositiveFloat = 2.0
+    batch_size: PositiveInt = 64
+    max_length: PositiveInt = 256
+
+
+class DistillationConfig(Strict):
+    model: str | None = None  # default: the teachers' model
+    steps: PositiveInt = 1000  # paper: 5000 on full unlabeled sets; fewer suits a few thousand texts
+    batch_size: PositiveInt = 16
+    learning_rate: PositiveFloat = 1e-5
+    weight_decay: NonNegativeFloat = 0.01
+    warmup_steps: NonNegativeInt = 0
+    max_grad_norm: PositiveFloat = 1.0
+    max_length: PositiveInt = 256
+    gold_weight: NonNegativeFloat = 0.0  # weight of cross-entropy on the labelled set, added to the KL term
+    seed: int = 42
+
+
+class RuntimeConfig(Strict):
+    device: str = "auto"  # auto: CUDA when present, else CPU; or "cpu", "cuda", "cuda:1"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    eval_batch_size: PositiveInt = 64
+    trust_remote_code: bool = False
+
+
+class RunConfig(Strict):
+    model: str  # a masked LM: a local folder or a Hugging Face Hub id
+    data: DataConfig
+    patterns: SourceConfig
+    verbalizers: SourceConfig
+    teachers: TeachersConfig = Field(default_factory=TeachersConfig)
+    labelling: LabellingConfig = Field(default_factory=LabellingConfig)
+    distillation: DistillationConfig = Field(default_factory=DistillationConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def parse_overrides(args: list[str]) -> dict[str, Any]:
+    """Turn ``["--teachers.steps", "50", "--model=x"]`` into ``{"teachers.steps": 50, "model": "x"}``.
+
+    Values are read as YAML scalars/lists (``50`` -> int, ``[1,2]`` -> list), never evaluated.
+    """
+    overrides: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) == 2:
+            raise PetError(f"unexpected argument '{arg}'; overrides look like --section.key value")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                raise PetError(f"override --{key} needs a value, e.g. --{key} VALUE")
+            value = args[i + 1]
+            i += 1
+        i += 1
+        try:
+            overrides[key] = yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            overrides[key] = value
+    return overrides
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], schema: type[Strict] = RunConfig) -> dict[str, Any]:
+    """Set dotted keys in a copy of a raw config mapping, rejecting keys the schema does not have."""
+    data = copy.deepcopy(data)
+    for key, value in overrides.items():
+        parts = key.split(".")
+        model: Any = schema
+        node = data
+        for depth, part in enumerate(parts):
+            fields = getattr(model, "model_fields", None)
+            if fields is None or part not in fields:
+                valid = list(fields or {})
+                prefix = ".".join(parts[:depth])
+                close = difflib.get_close_matches(part, valid, n=1)
+                options = [f"{prefix}.{c}" if prefix else c for c in close]
+                hint = f"; did you mean --{options[0]}?" if options else ""
+                raise PetError(f"--{key}: unknown setting{hint}")
+            if depth == len(parts) - 1:
+                node[part] = value
+            else:
+                child = node.get(part)
+                if not isinstance(child, dict):
+                    child = {} if child is None else child
+                    node[part] = child
+                node = child
+                model = model_in(fields[part].annotation)
+    return data
+
+
+def _resolve(base: Path, value: Path | None) -> Path | None:
+    if value is None:
+        return None
+    return value if value.is_absolute() else (base / value).resolve()
+
+
+def resolve_model(base: Path, name: str) -> str:
+    """A model given as a path relative to the config becomes absolute; a Hub id stays as it is."""
+    candidate = Path(name).expanduser()
+    if not candidate.is_absolute():
+        candidate = base / candidate
+    return str(candidate.resolve()) if candidate.exists() else name
+
+
+def load_config(path: Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read, override, validate and resolve a run config."""
+    raw, text = load_yaml(path, "run config")
+    if not isinstance(raw, dict):
+        raise PetError(f"{path}: expected a mapping of keys to values at the top level, got {type(raw).__name__}")
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    config = validate(RunConfig, raw, str(path), text)
+    return resolve_paths(config, path.parent.resolve())
+
+
+def resolve_paths(config: RunConfig, base: Path) -> RunConfig:
+    data = config.data.model_copy(
+        update={
+            "train": _resolve(base, config.data.train),
+            "unlabeled": _resolve(base, config.data.unlabeled),
+            "test": _resolve(base, config.data.test),
+        }
+    )
+    update: dict[str, Any] = {
+        "model": resolve_model(base, config.model),
+        "data": data,
+        "patterns": config.patterns.model_copy(update={"file": _resolve(base, config.patterns.file)}),
+        "verbalizers": config.verbalizers.model_copy(update={"file": _resolve(base, config.verbalizers.file)}),
+    }
+    if config.distillation.model is not None:
+        update["distillation"] = config.distillation.model_copy(
+            update={"model": resolve_model(base, config.distillation.model)}
+        )
+    return config.model_copy(update=update)
+
+
+def config_from_json(data: dict[str, Any], overrides: dict[str, Any] | None = None, source: str = "manifest") -> RunConfig:
+    """Rebuild a config recorded in a manifest (paths there are already absolute), with overrides."""
+    if overrides:
+        data = apply_overrides(data, overrides)
+    return validate(RunConfig, data, source)

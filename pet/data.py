@@ -1,0 +1,165 @@
+"""Reading labelled and unlabeled examples through `datasets` (JSON Lines, CSV, Parquet).
+
+A config maps each pattern placeholder to a data column (``fields: {text: sentence}``). Rows are
+identified by an id column; files without one get ids ``row-<n>`` (0-based row number). Labels are
+names compared as text with the verbalizer's labels, never positions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from pet.errors import PetError
+
+BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+
+
+@dataclass
+class Examples:
+    """A batch of examples in column form: ids, the text of each pattern field, and class indices."""
+
+    ids: list[str]
+    fields: dict[str, list[str]]
+    labels: list[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def take(self, indices: Sequence[int]) -> "Examples":
+        return Examples(
+            ids=[self.ids[i] for i in indices],
+            fields={name: [values[i] for i in indices] for name, values in self.fields.items()},
+            labels=None if self.labels is None else [self.labels[i] for i in indices],
+        )
+
+
+def open_dataset(path: Path, role: str):
+    """Open a data file as a `datasets.Dataset` (memory-mapped Arrow, so large files stay on disk)."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    builder = BUILDERS.get(path.suffix.lower())
+    if builder is None:
+        raise PetError(f"{path}: {role} file has unsupported extension '{path.suffix}'; use .jsonl, .csv, .tsv or .parquet")
+    if not path.exists():
+        raise PetError(f"{path}: {role} file not found")
+    if path.is_dir():
+        raise PetError(f"{path}: {role} file is a folder")
+    if path.stat().st_size == 0:
+        raise PetError(f"{path}: {role} file is empty")
+    if builder != "parquet":
+        check_text_file(path, role)
+    kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+    try:
+        return datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
+    except Exception as err:  # datasets wraps parser errors in many types; find the real cause
+        raise PetError(f"{path}: cannot read {role} file: {describe_read_error(path, builder, err)}") from None
+
+
+def check_text_file(path: Path, role: str) -> None:
+    """UTF-8 and (for JSON Lines) per-line JSON checks, so errors can name the line."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise PetError(f"{path}:{number}: {role} file is not valid UTF-8; re-save it as UTF-8") from None
+            if path.suffix.lower() == ".jsonl" and line.strip():
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise PetError(f"{path}:{number}: malformed JSON line ({err.msg} at column {err.colno})") from None
+                if not isinstance(value, dict):
+                    raise PetError(f"{path}:{number}: each JSON line must be an object, got {type(value).__name__}")
+
+
+def describe_read_error(path: Path, builder: str, err: Exception) -> str:
+    cause: BaseException | None = err
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        cause = cause.__cause__ or cause.__context__
+    return str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+
+
+def check_columns(dataset, path: Path, role: str, columns: list[str]) -> None:
+    present = list(dataset.column_names)
+    for column in columns:
+        if column not in present:
+            import difflib
+
+            close = difflib.get_close_matches(column, present, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise PetError(f"{path}: {role} file has no column '{column}' (columns: {', '.join(present)}){hint}")
+
+
+class Table:
+    """One data file, validated against the run's fields and labels, read in chunks on demand."""
+
+    def __init__(self, path: Path, role: str, fields: dict[str, str], id_column: str,
+                 label_column: str | None, labels: Sequence[str] | None, allow_empty: bool = False):
+        self.path, self.role, self.fields = path, role, dict(fields)
+        self.dataset = open_dataset(path, role)
+        if len(self.dataset) == 0 and not allow_empty:
+            raise PetError(f"{path}: {role} file has no rows")
+        check_columns(self.dataset, path, role, list(fields.values()) + ([label_column] if label_column else []))
+        self.id_column = id_column if id_column in self.dataset.column_names else None
+        self.label_column = label_column
+        self.label_index = {name: i for i, name in enumerate(labels)} if labels is not None else None
+        self._check_ids()
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _check_ids(self) -> None:
+        if self.id_column is None:
+            return
+        seen: set[str] = set()
+        for start in range(0, len(self.dataset), 10_000):
+            for value in self.dataset[start : start + 10_000][self.id_column]:
+                key = str(value)
+                if key in seen:
+                    raise PetError(f"{self.path}: duplicate id '{key}' in column '{self.id_column}'; ids must be unique")
+                seen.add(key)
+
+    def chunks(self, size: int = 4096) -> Iterator[Examples]:
+        for start in range(0, len(self.dataset), size):
+            yield self._convert(self.dataset[start : start + size], start)
+
+    def read_all(self) -> Examples:
+        return self._convert(self.dataset[:], 0)
+
+    def _convert(self, rows: dict[str, list], start: int) -> Examples:
+        count = len(next(iter(rows.values()))) if rows else 0
+        ids = [str(v) for v in rows[self.id_column]] if self.id_column else [f"row-{start + i}" for i in range(count)]
+        fields: dict[str, list[str]] = {}
+        for name, column in self.fields.items():
+            values = rows[column]
+            for i, value in enumerate(values):
+                if not isinstance(value, str):
+                    shown = "missing" if value is None else f"not text ({type(value).__name__})"
+                    raise PetError(f"{self.path}: example '{ids[i]}': column '{column}' is {shown}")
+            fields[name] = list(values)
+        labels = None
+        if self.label_column and self.label_index is not None:
+            labels = []
+            for i, value in enumerate(rows[self.label_column]):
+                key = str(value) if value is not None and not isinstance(value, bool) else value
+                if key not in self.label_index:
+                    valid = ", ".join(self.label_index)
+                    raise PetError(f"{self.path}: example '{ids[i]}' has label {value!r}, which the verbalizer does not define (labels: {valid})")
+                labels.append(self.label_index[key])
+        return Examples(ids, fields, labels)
+
+
+def check_label_coverage(examples: Examples, labels: Sequence[str], path: Path, verbalizer_file: Path) -> None:
+    """Every verbalizer label should occur in the labelled set: otherwise that class is never trained."""
+    present = set(examples.labels or [])
+    missing = [label for i, label in enumerate(labels) if i not in present]
+    if missing:
+        raise PetError(
+            f"{verbalizer_file}: label '{missing[0]}' has no example in the labelled set {path}; "
+            f"add examples or remove the label"
+        )

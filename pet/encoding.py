@@ -1,0 +1,223 @@
+"""Turning examples into token ids through a pattern, with truncation that never cuts the mask.
+
+Each segment of the template is tokenized on its own (fields in one batched call per field), so
+truncation can remove tokens from the shortenable fields only. Whitespace before a segment is
+given to the tokenizer as a leading space, which is what byte-level BPE (RoBERTa, GPT-2) and
+SentencePiece need to produce the word-start form of a token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from pet.data import Examples
+from pet.errors import PetError
+from pet.patterns import Pattern, Verbalizer
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """The ids a tokenizer wraps around a single sequence, e.g. [CLS] ... [SEP] or <s> ... </s>."""
+
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+
+    @classmethod
+    def of(cls, tokenizer) -> "SpecialTokens":
+        # transformers 5 tokenizers no longer expose build_inputs_with_special_tokens, so read the
+        # wrapping off a probe: the content of "a" with and without special tokens.
+        bare = tokenizer("a", add_special_tokens=False)["input_ids"]
+        full = tokenizer("a")["input_ids"]
+        for start in range(len(full) - len(bare) + 1):
+            if full[start : start + len(bare)] == bare:
+                return cls(tuple(full[:start]), tuple(full[start + len(bare) :]))
+        raise PetError(f"cannot work out how tokenizer {type(tokenizer).__name__} adds special tokens")
+
+    def __len__(self) -> int:
+        return len(self.prefix) + len(self.suffix)
+
+
+def trim_lengths(lengths: Sequence[int], excess: int) -> list[int]:
+    """New lengths after removing ``excess`` tokens, always from the currently longest segment.
+
+    Equivalent to PET's token-by-token "pop from the longest", computed in closed form: all
+    segments longer than some cap are cut to the cap, earlier segments keeping ties.
+    """
+    if excess <= 0:
+        return list(lengths)
+    if excess > sum(lengths):
+        raise ValueError("cannot remove more tokens than there are")
+    low, high = 0, max(lengths)
+    while low < high:  # the largest cap whose cut removes at least `excess` tokens
+        cap = (low + high + 1) // 2
+        if sum(max(0, n - cap) for n in lengths) >= excess:
+            low = cap
+        else:
+            high = cap - 1
+    cap = low
+    new = [min(n, cap) for n in lengths]
+    give_back = sum(lengths) - sum(new) - excess
+    for i, n in enumerate(lengths):
+        if give_back == 0:
+            break
+        if n > cap:
+            new[i] += 1
+            give_back -= 1
+    return new
+
+
+class PatternEncoder:
+    """Encodes examples with one pattern for one tokenizer.
+
+    ``num_masks`` > 1 places that many consecutive mask tokens (for multi-token verbalizers).
+    """
+
+    def __init__(self, pattern: Pattern, tokenizer, max_length: int, num_masks: int = 1):
+        if tokenizer.mask_token_id is None:
+            raise PetError(f"tokenizer {type(tokenizer).__name__} has no mask token; PET teachers need a masked LM")
+        self.pattern, self.tokenizer, self.num_masks = pattern, tokenizer, num_masks
+        self.special = SpecialTokens.of(tokenizer)
+        self.max_length = min(max_length, _model_max(tokenizer))
+        self.mask_id = tokenizer.mask_token_id
+        self.replacement_id = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.pad_token_id
+        self.literals: dict[int, list[int]] = {}
+        for index, seg in enumerate(pattern.segments):
+            if seg.kind == "text":
+                self.literals[index] = self._tokenize([self._spaced(index, seg.value)])[0]
+
+    def _spaced(self, index: int, text: str) -> str:
+        return (" " + text) if index > 0 and self.pattern.segments[index].space_before else text
+
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    def encode(self, examples: Examples) -> list[list[int]]:
+        """Token ids with special tokens, one list per example, unpadded."""
+        segments = self.pattern.segments
+        field_tokens: dict[int, list[list[int]]] = {}
+        for index, seg in enumerate(segments):
+            if seg.kind == "field":
+                texts = [self._spaced(index, value.strip()) for value in examples.fields[seg.value]]
+                # A literal "[MASK]" inside user text must not become a second mask.
+                field_tokens[index] = [
+                    [self.replacement_id if t == self.mask_id else t for t in ids] for ids in self._tokenize(texts)
+                ]
+        budget = self.max_length - len(self.special)
+        shortenable = [i for i, seg in enumerate(segments) if seg.kind == "field" and seg.value in self.pattern.shorten]
+        out: list[list[int]] = []
+        for row in range(len(examples)):
+            parts: dict[int, list[int]] = {}
+            for index, seg in enumerate(segments):
+                if seg.kind == "text":
+                    parts[index] = self.literals[index]
+                elif seg.kind == "field":
+                    parts[index] = field_tokens[index][row]
+                else:
+                    parts[index] = [self.mask_id] * self.num_masks
+            excess = sum(len(p) for p in parts.values()) - budget
+            if excess > 0:
+                cuttable = sum(len(parts[i]) for i in shortenable)
+                if cuttable < excess:
+                    raise PetError(
+                        f"pattern '{self.pattern.id}': example '{examples.ids[row]}' needs "
+                        f"{sum(len(p) for p in parts.values()) + len(self.special)} tokens and only "
+                        f"{cuttable} of them may be shortened to fit max_length {self.max_length}; "
+                        f"raise max_length or add fields to the pattern's shorten list"
+                    )
+                new = trim_lengths([len(parts[i]) for i in shortenable], excess)
+                for i, n in zip(shortenable, new):
+                    parts[i] = parts[i][:n]
+            ids = list(self.special.prefix)
+            for index in range(len(segments)):
+                ids.extend(parts[index])
+            ids.extend(self.special.suffix)
+            out.append(ids)
+        return out
+
+    def context_before_mask(self) -> tuple[str, bool]:
+        """The literal text just before the mask (if any) and whether a space separates them."""
+        segments = self.pattern.segments
+        index = next(i for i, s in enumerate(segments) if s.kind == "mask")
+        previous = segments[index - 1].value if index > 0 and segments[index - 1].kind == "text" else ""
+        return previous, index > 0 and segments[index].space_before
+
+
+def _model_max(tokenizer) -> int:
+    value = getattr(tokenizer, "model_max_length", None)
+    return value if isinstance(value, int) and 0 < value < 1_000_000 else 1_000_000
+
+
+def word_tokens_in_context(tokenizer, word: str, before: str, space: bool) -> list[int]:
+    """Token ids of ``word`` as the tokenizer would produce them right after ``before``.
+
+    Tokenizing the word alone is wrong for byte-level BPE: "great" and " great" are different
+    tokens. So the word is tokenized after its real left context and the context's tokens removed.
+    """
+    probe = before or "a"
+    joined = probe + (" " if space else "") + word
+    context_ids = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    joined_ids = tokenizer(joined, add_special_tokens=False)["input_ids"]
+    if joined_ids[: len(context_ids)] == context_ids:
+        return joined_ids[len(context_ids) :]
+    return tokenizer((" " if space else "") + word, add_special_tokens=False)["input_ids"]
+
+
+@dataclass(frozen=True)
+class VerbalizerTokens:
+    """A verbalizer's words as token ids: [C, W] padded with 0 plus a mask of real entries."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    words: tuple[tuple[str, ...], ...]
+
+    def to_json(self) -> list[list[int]]:
+        return [[int(i) for i, m in zip(row, mrow) if m] for row, mrow in zip(self.ids.tolist(), self.mask.tolist())]
+
+
+def verbalizer_tokens(verbalizer: Verbalizer, encoder: PatternEncoder, model_name: str) -> VerbalizerTokens:
+    """Token ids of every label word in the pattern's mask context; each must be one known token."""
+    tokenizer = encoder.tokenizer
+    before, space = encoder.context_before_mask()
+    rows: list[list[int]] = []
+    for label in verbalizer.labels:
+        row = []
+        for word in verbalizer.words[label]:
+            ids = word_tokens_in_context(tokenizer, word, before, space)
+            where = f"verbalizer '{verbalizer.id}' with pattern '{encoder.pattern.id}'"
+            if len(ids) != 1:
+                pieces = tokenizer.convert_ids_to_tokens(ids)
+                raise PetError(
+                    f"{where}: word '{word}' of label '{label}' is {len(ids)} tokens {pieces} for {model_name}; "
+                    f"choose a word that is a single token for this model"
+                )
+            if tokenizer.unk_token_id is not None and ids[0] == tokenizer.unk_token_id:
+                raise PetError(f"{where}: word '{word}' of label '{label}' is the unknown token for {model_name}; choose another word")
+            row.append(ids[0])
+        rows.append(row)
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool)
+    for c, row in enumerate(rows):
+        ids[c, : len(row)] = torch.tensor(row)
+        mask[c, : len(row)] = True
+    return VerbalizerTokens(ids, mask, tuple(verbalizer.words[label] for label in verbalizer.labels))
+
+
+def pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the longest sequence of this batch only (dynamic padding)."""
+    longest = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        input_ids[i, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        attention[i, : len(seq)] = 1
+    return input_ids, attention
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Index batches of similar length (longest first) so that padding is small for inference."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

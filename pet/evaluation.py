@@ -1,0 +1,118 @@
+"""`pet evaluate` and `pet predict`: metrics and predictions for a student or a teachers folder.
+
+The data file is read with the run's own column mapping (from the manifest); a teachers folder is
+scored by each teacher and by their ensemble, exactly as stage B would combine them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pet import maths
+from pet.artifacts import MANIFEST, read_json, read_manifest
+from pet.config import RunConfig, config_from_json
+from pet.data import Examples, Table
+from pet.errors import PetError
+from pet.metrics import classification_metrics
+
+
+def folder_stage(model_dir: Path) -> str:
+    path = model_dir / MANIFEST
+    if not path.exists():
+        raise PetError(f"{model_dir}: no {MANIFEST}; expected a pet student or teachers folder")
+    manifest = read_json(path, "manifest")
+    stage = manifest.get("stage") if isinstance(manifest, dict) else None
+    if stage not in ("student", "teachers"):
+        raise PetError(f"{model_dir}: holds {stage or 'unknown'} artifacts; evaluate a student or a teachers folder")
+    return stage
+
+
+def read_examples(config: RunConfig, path: Path, labels: list[str], labelled: bool) -> Examples:
+    data = config.data
+    table = Table(path, "evaluation data", data.fields, data.id_column,
+                  data.label_column if labelled else None, labels if labelled else None)
+    return table.read_all()
+
+
+def student_logits(model_dir: Path, manifest: dict[str, Any], config: RunConfig, examples: Examples) -> torch.Tensor:
+    from pet.modeling import autocast, load_classifier, load_tokenizer, pick_device
+    from pet.student import classifier_logits, student_texts, tokenize_pairs
+
+    device = pick_device(config.runtime.device)
+    tokenizer = load_tokenizer(str(model_dir))
+    model = load_classifier(str(model_dir), manifest["labels"], device)
+    sequences = tokenize_pairs(tokenizer, *student_texts(examples.fields, manifest["input_fields"]), config.distillation.max_length)
+    return classifier_logits(model, sequences, tokenizer.pad_token_id or 0, config.runtime.eval_batch_size,
+                             lambda: autocast(device, config.runtime.precision))
+
+
+def teachers_logits(model_dir: Path, manifest: dict[str, Any], config: RunConfig, examples: Examples) -> torch.Tensor:
+    """[K, N, C] logits of every teacher."""
+    from pet.modeling import autocast, pick_device
+    from pet.patterns import pattern_from_json, verbalizer_from_json
+    from pet.teachers import load_teacher
+
+    device = pick_device(config.runtime.device)
+    patterns = {p["id"]: pattern_from_json(p) for p in manifest["patterns"]}
+    verbalizers = {v["id"]: verbalizer_from_json(v) for v in manifest["verbalizers"]}
+    out = []
+    for entry in manifest["teachers"]:
+        teacher = load_teacher(model_dir, entry, patterns, verbalizers, config.labelling.max_length, device, config.runtime.trust_remote_code)
+        out.append(teacher.scorer.score(teacher.encoder.encode(examples), config.labelling.batch_size,
+                                        lambda: autocast(device, config.runtime.precision)))
+    return torch.stack(out)
+
+
+def ensemble(manifest: dict[str, Any], config: RunConfig, logits: torch.Tensor) -> torch.Tensor:
+    from pet.labelling import ensemble_weights
+
+    return maths.ensemble_logits(logits, ensemble_weights(manifest["teachers"], config.labelling.ensemble))
+
+
+def evaluate(model_dir: Path, data: Path) -> dict[str, Any]:
+    """Accuracy and macro-F1 on a labelled file; for teachers, per teacher and for the ensemble."""
+    stage = folder_stage(model_dir)
+    manifest = read_manifest(model_dir, stage)
+    config = config_from_json(manifest["config"])
+    labels = manifest["labels"]
+    examples = read_examples(config, data, labels, labelled=True)
+    if stage == "student":
+        logits = student_logits(model_dir, manifest, config, examples)
+        return {"model": str(model_dir), "data": str(data), "stage": stage,
+                **classification_metrics(examples.labels, logits.argmax(-1).tolist(), labels)}
+    logits = teachers_logits(model_dir, manifest, config, examples)
+    per_teacher = {e["name"]: classification_metrics(examples.labels, logits[k].argmax(-1).tolist(), labels)
+                   for k, e in enumerate(manifest["teachers"])}
+    combined = ensemble(manifest, config, logits)
+    return {"model": str(model_dir), "data": str(data), "stage": stage, "teachers": per_teacher,
+            "ensemble": {"method": config.labelling.ensemble,
+                         **classification_metrics(examples.labels, combined.argmax(-1).tolist(), labels)}}
+
+
+def predict(model_dir: Path, data: Path, output: Path) -> int:
+    """Write one JSON line per example: id, predicted label, and the probability of each label."""
+    stage = folder_stage(model_dir)
+    manifest = read_manifest(model_dir, stage)
+    config = config_from_json(manifest["config"])
+    labels = manifest["labels"]
+    examples = read_examples(config, data, labels, labelled=False)
+    if stage == "student":
+        probs = torch.softmax(student_logits(model_dir, manifest, config, examples), -1)
+    else:
+        probs = maths.soft_labels(ensemble(manifest, config, teachers_logits(model_dir, manifest, config, examples)),
+                                  config.labelling.temperature)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for example_id, row in zip(examples.ids, probs.tolist()):
+            best = max(range(len(labels)), key=row.__getitem__)
+            handle.write(json.dumps({"id": example_id, "label": labels[best],
+                                     "probs": dict(zip(labels, row))}, ensure_ascii=False) + "\n")
+    tmp.replace(output)
+    return len(examples)
+
+

@@ -1,0 +1,67 @@
+"""The numerical core of PET, as small pure functions on tensors.
+
+Shapes: B = batch, V = vocabulary, C = classes, W = words per label (padded), K = teachers,
+N = examples. Everything here is differentiable where it is used for training and free of I/O so
+that it can be checked against hand computations.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def class_scores(mask_logits: torch.Tensor, word_ids: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+    """Score each class as the mean raw MLM logit of its verbalizer words at the mask.
+
+    mask_logits: [B, V] logits at the mask position; word_ids: [C, W] token ids, padded;
+    word_mask: [C, W] with 1 for real words and 0 for padding. Returns [B, C].
+    """
+    picked = mask_logits[:, word_ids]  # [B, C, W]
+    weights = word_mask.to(picked.dtype)
+    return (picked * weights).sum(-1) / weights.sum(-1)
+
+
+def class_cross_entropy(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the gold class under softmax(scores): the teachers' training objective."""
+    return F.cross_entropy(scores.float(), labels)
+
+
+def ensemble_logits(teacher_logits: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Combine [K, N, C] teacher logits into [N, C]: a uniform or weighted mean (weights [K])."""
+    if weights is None:
+        return teacher_logits.mean(0)
+    weights = weights.to(teacher_logits.dtype)
+    if not torch.all(weights >= 0) or weights.sum() <= 0:
+        raise ValueError("ensemble weights must be non-negative with a positive sum")
+    return torch.einsum("k,knc->nc", weights / weights.sum(), teacher_logits)
+
+
+def soft_labels(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Soft labels softmax(z / T); T > 1 flattens the distribution."""
+    if temperature <= 0:
+        raise ValueError("temperature must be positive")
+    return torch.softmax(logits / temperature, dim=-1)
+
+
+def distillation_loss(student_logits: torch.Tensor, target_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(p || softmax(z / T)) * T^2, averaged over the batch.
+
+    Scaling by T^2 keeps gradient magnitudes comparable across temperatures (Hinton et al., 2015).
+    xlogy makes 0 * log 0 = 0 for classes the targets rule out.
+    """
+    log_q = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    p = target_probs.float()
+    kl = (torch.xlogy(p, p) - p * log_q).sum(-1)
+    return kl.mean() * temperature**2
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy in nats of each row of [N, C] probabilities."""
+    return -torch.xlogy(probs, probs).sum(-1)
+
+
+def agreement(teacher_logits: torch.Tensor, ensemble_prediction: torch.Tensor) -> torch.Tensor:
+    """Fraction of the K teachers whose top class equals the ensemble's, per example: [K, N, C] -> [N]."""
+    votes = teacher_logits.argmax(-1) == ensemble_prediction.unsqueeze(0)
+    return votes.float().mean(0)

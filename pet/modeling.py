@@ -1,0 +1,135 @@
+"""Loading models and tokenizers, choosing devices and numeric precision.
+
+transformers 5 loads a checkpoint in its stored dtype unless told otherwise (the shared MiniLM is
+stored in float16), so the load dtype is always chosen explicitly: float32 weights everywhere, with
+bf16/fp16 autocast on CUDA when asked for. bf16 autocast on CPU is very slow, so CPU runs use fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from pet.errors import PetError
+
+log = logging.getLogger("pet")
+
+
+def quiet_transformers() -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise PetError(f"runtime.device: '{requested}' is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PetError(f"runtime.device is '{requested}' but CUDA is not available; use auto or cpu")
+    return device
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype for training and inference, or None for plain fp32."""
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if precision == "fp16":
+        return torch.float16
+    if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16 if precision == "auto" else None
+
+
+def autocast(device: torch.device, precision: str):
+    dtype = autocast_dtype(device, precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def check_model_path(name: str) -> None:
+    """Fail early and clearly for a local path that does not exist (a Hub id is left to transformers)."""
+    looks_local = name.startswith((".", "/", "~")) or os.sep in name and not _looks_like_hub_id(name)
+    if looks_local and not Path(name).expanduser().exists():
+        raise PetError(f"model '{name}' not found: no such folder")
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not Path(name).exists()
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    quiet_transformers()
+    check_model_path(name)
+    try:
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except Exception as err:
+        raise PetError(f"cannot load a tokenizer from '{name}': {first_line(err)}") from None
+
+
+def load_masked_lm(name: str, device: torch.device, trust_remote_code: bool = False, warn_new_head: bool = True):
+    """Load an AutoModelForMaskedLM in float32 and warn if its MLM head was newly initialised."""
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    quiet_transformers()
+    check_model_path(name)
+    try:
+        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except Exception as err:
+        raise PetError(f"cannot load model config from '{name}': {first_line(err)}") from None
+    try:
+        model, info = AutoModelForMaskedLM.from_pretrained(
+            name, config=config, dtype=torch.float32, output_loading_info=True, trust_remote_code=trust_remote_code
+        )
+    except ValueError as err:
+        raise PetError(f"'{name}' is not a masked language model ({config.model_type}): {first_line(err)}") from None
+    except Exception as err:
+        raise PetError(f"cannot load masked LM from '{name}': {first_line(err)}") from None
+    if warn_new_head:
+        new_head = [k for k in info.get("missing_keys", ()) if not k.startswith(model.base_model_prefix + ".")]
+        if new_head:
+            log.warning(
+                "the masked-LM head of '%s' was newly initialised (%d weights missing, e.g. %s): PET relies on a "
+                "pretrained MLM head, so zero-shot scores are random and few-shot accuracy will suffer",
+                name, len(new_head), sorted(new_head)[0],
+            )
+    return model.to(device)
+
+
+def load_classifier(name: str, labels: list[str], device: torch.device, trust_remote_code: bool = False):
+    """A sequence classifier with this run's label names, so the saved folder is self-describing."""
+    from transformers import AutoModelForSequenceClassification
+
+    quiet_transformers()
+    check_model_path(name)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name,
+            dtype=torch.float32,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            ignore_mismatched_sizes=True,
+            trust_remote_code=trust_remote_code,
+        )
+    except Exception as err:
+        raise PetError(f"cannot load a sequence classifier from '{name}': {first_line(err)}") from None
+    model.config.problem_type = "single_label_classification"
+    return model.to(device)
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,229 @@
+"""Patterns and verbalizers: parsing and validating the user's YAML files.
+
+A pattern is a template with ``{field}`` placeholders and exactly one ``{mask}``; it is parsed with
+``string.Formatter`` (no Jinja, no eval) into literal, field and mask segments. A verbalizer maps
+each label to one or more words. The label order of the verbalizer file is the class index in every
+artifact.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from pet.errors import PetError
+from pet.yamlfile import Strict, load_model
+
+MASK = "mask"
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class PatternSpec(Strict):
+    id: str
+    name: str | None = None
+    template: str
+    shorten: list[str] | None = None  # None: every field may be shortened
+
+
+class PatternFile(Strict):
+    patterns: list[PatternSpec] = Field(min_length=1)
+
+
+class VerbalizerSpec(Strict):
+    id: str
+    name: str | None = None
+    words: dict[str, list[str] | str]
+
+    @field_validator("words")
+    @classmethod
+    def _as_lists(cls, value: dict[str, list[str] | str]) -> dict[str, list[str]]:
+        return {label: [words] if isinstance(words, str) else list(words) for label, words in value.items()}
+
+
+class VerbalizerFile(Strict):
+    labels: list[str] = Field(min_length=2)
+    verbalizers: list[VerbalizerSpec] = Field(min_length=1)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_as_text(cls, value: object) -> object:
+        # Labels such as 0/1 are names too: compared as text with the data's label column.
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        return value
+
+
+@dataclass(frozen=True)
+class Segment:
+    kind: Literal["text", "field", "mask"]
+    value: str  # the literal text, or the field name ("mask" for the mask)
+    space_before: bool = False  # whitespace preceded this segment in the template
+
+
+@dataclass(frozen=True)
+class Pattern:
+    id: str
+    template: str
+    shorten: tuple[str, ...]
+    segments: tuple[Segment, ...]
+    name: str | None = None
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Placeholders other than the mask, in order of first appearance."""
+        seen: dict[str, None] = {}
+        for seg in self.segments:
+            if seg.kind == "field":
+                seen.setdefault(seg.value)
+        return tuple(seen)
+
+    def render(self, values: dict[str, str], mask_token: str = "[MASK]") -> str:
+        """The cloze text as a person would read it (for `pet check` and debugging)."""
+        out = []
+        for seg in self.segments:
+            text = {"text": seg.value, "field": values.get(seg.value, ""), "mask": mask_token}[seg.kind]
+            out.append((" " if seg.space_before and out else "") + text)
+        return "".join(out)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "name": self.name, "template": self.template, "shorten": list(self.shorten)}
+
+
+@dataclass(frozen=True)
+class Verbalizer:
+    id: str
+    labels: tuple[str, ...]
+    words: dict[str, tuple[str, ...]]
+    name: str | None = None
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "name": self.name, "labels": list(self.labels), "words": {k: list(v) for k, v in self.words.items()}}
+
+
+def parse_template(template: str, where: str) -> tuple[Segment, ...]:
+    """Split a template into segments, moving whitespace before a placeholder onto that placeholder.
+
+    Whitespace is carried as ``space_before`` rather than as literal text so that tokenizers that
+    mark word starts (RoBERTa's "Ġ", SentencePiece's "▁") see " great" and not "great" after a space.
+    """
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise PetError(f"{where}: template is not valid: {err}; write literal braces as {{{{ and }}}}") from None
+    segments: list[Segment] = []
+    pending_space = False
+    for literal, field, spec, conversion in parsed:
+        if literal:
+            stripped = literal.rstrip()
+            lead = literal[: len(literal) - len(literal.lstrip())]
+            body = stripped.lstrip()
+            if body:
+                segments.append(Segment("text", body, space_before=pending_space or bool(lead)))
+                pending_space = False
+            else:
+                pending_space = pending_space or bool(lead)
+            if body and len(stripped) < len(literal):
+                pending_space = True
+        if field is None:
+            continue
+        if spec or conversion:
+            raise PetError(f"{where}: placeholder '{{{field}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}' may not have a format spec or conversion")
+        if not field.isidentifier():
+            raise PetError(f"{where}: placeholder '{{{field}}}' must be a plain name such as {{text}}")
+        kind = "mask" if field == MASK else "field"
+        segments.append(Segment(kind, field, space_before=pending_space))
+        pending_space = False
+    masks = sum(seg.kind == "mask" for seg in segments)
+    if masks != 1:
+        problem = "has no {mask}" if masks == 0 else f"has {masks} {{mask}} placeholders"
+        raise PetError(f"{where}: template {problem}; a pattern needs exactly one {{mask}}")
+    if not any(seg.kind == "field" for seg in segments):
+        raise PetError(f"{where}: template has no input placeholder such as {{text}}")
+    return tuple(segments)
+
+
+def load_patterns(path: Path, ids: list[str] | None = None) -> list[Pattern]:
+    spec = load_model(path, PatternFile, "patterns")
+    patterns: list[Pattern] = []
+    seen: set[str] = set()
+    for item in spec.patterns:
+        where = f"{path}: pattern '{item.id}'"
+        if not ID_RE.match(item.id):
+            raise PetError(f"{where}: id may only use letters, digits, '-', '_' and '.'")
+        if item.id in seen:
+            raise PetError(f"{where}: duplicate pattern id")
+        seen.add(item.id)
+        segments = parse_template(item.template, where)
+        fields = tuple(dict.fromkeys(s.value for s in segments if s.kind == "field"))
+        shorten = tuple(item.shorten) if item.shorten is not None else fields
+        for name in shorten:
+            if name not in fields:
+                raise PetError(f"{where}: shorten names '{name}', which is not a placeholder of the template ({', '.join(fields)})")
+        patterns.append(Pattern(item.id, item.template, shorten, segments, item.name))
+    return select(patterns, ids, path, "pattern")
+
+
+def load_verbalizers(path: Path, ids: list[str] | None = None) -> list[Verbalizer]:
+    spec = load_model(path, VerbalizerFile, "verbalizers")
+    labels = tuple(spec.labels)
+    if len(set(labels)) != len(labels):
+        duplicate = next(label for label in labels if labels.count(label) > 1)
+        raise PetError(f"{path}: label '{duplicate}' is listed twice in labels")
+    verbalizers: list[Verbalizer] = []
+    seen: set[str] = set()
+    for item in spec.verbalizers:
+        where = f"{path}: verbalizer '{item.id}'"
+        if not ID_RE.match(item.id):
+            raise PetError(f"{where}: id may only use letters, digits, '-', '_' and '.'")
+        if item.id in seen:
+            raise PetError(f"{where}: duplicate verbalizer id")
+        seen.add(item.id)
+        missing = [label for label in labels if label not in item.words]
+        if missing:
+            raise PetError(f"{where}: no words for label '{missing[0]}'")
+        extra = [label for label in item.words if label not in labels]
+        if extra:
+            raise PetError(f"{where}: words given for '{extra[0]}', which is not in labels ({', '.join(labels)})")
+        words: dict[str, tuple[str, ...]] = {}
+        for label in labels:
+            cleaned = tuple(word.strip() for word in item.words[label])
+            if not cleaned:
+                raise PetError(f"{where}: label '{label}' has an empty word list")
+            if any(not word for word in cleaned):
+                raise PetError(f"{where}: label '{label}' has an empty word")
+            words[label] = cleaned
+        verbalizers.append(Verbalizer(item.id, labels, words, item.name))
+    return select(verbalizers, ids, path, "verbalizer")
+
+
+def select(items: list, ids: list[str] | None, path: Path, what: str) -> list:
+    if ids is None:
+        return items
+    by_id = {item.id: item for item in items}
+    chosen = []
+    for wanted in ids:
+        if wanted not in by_id:
+            import difflib
+
+            close = difflib.get_close_matches(wanted, list(by_id), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; available: {', '.join(by_id)}"
+            raise PetError(f"{path}: no {what} with id '{wanted}'{hint}")
+        chosen.append(by_id[wanted])
+    if not chosen:
+        raise PetError(f"{path}: the config selects no {what}s (ids is an empty list)")
+    return chosen
+
+
+def pattern_from_json(data: dict) -> Pattern:
+    """Rebuild a pattern recorded in a manifest."""
+    segments = parse_template(data["template"], f"pattern '{data['id']}'")
+    return Pattern(data["id"], data["template"], tuple(data["shorten"]), segments, data.get("name"))
+
+
+def verbalizer_from_json(data: dict) -> Verbalizer:
+    return Verbalizer(data["id"], tuple(data["labels"]), {k: tuple(v) for k, v in data["words"].items()}, data.get("name"))

@@ -1,0 +1,25 @@
+"""`pet run`: stages A, B and C into one run folder, then the student's test metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pet.config import RunConfig
+from pet.distillation import distill
+from pet.labelling import label
+from pet.teachers import train_teachers
+
+
+def run(config: RunConfig, output: Path) -> dict[str, Any]:
+    """Run every stage; a rerun after an interruption skips what already finished."""
+    teachers = train_teachers(config, output / "teachers")
+    labels = label(output / "teachers", output / "labels")
+    student = distill(output / "labels", output / "student")
+    return {
+        "run": str(output),
+        "teachers": len(teachers["teachers"]),
+        "soft_labels": labels["statistics"]["examples"],
+        "ensemble_test": labels.get("test", {}).get("ensemble"),
+        "student_test": student.get("test"),
+    }
