@@ -1,0 +1,148 @@
+"""Shared fixtures: tiny random BERT (WordPiece) and RoBERTa (byte-level BPE) masked LMs built offline.
+
+As in transformers' own tests, the models are tiny (hidden 32, 2 layers) and are written to a temp
+folder and loaded back by path, so the real loading code runs. Everything is session-scoped.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports transformers
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["PET_NO_PROGRESS"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+SHARED_MODEL = SHARED / "models" / "minilm-l6-mlm"
+SHARED_DATA = SHARED / "data"
+
+# Words the tiny models know: enough for the sentiment and NLI fixtures and the shipped verbalizers.
+WORDS = """
+the a an it was is this that and or but not no yes very really so too of to in on for with at
+movie film book food hotel story plot acting service room place music ending
+great good excellent wonderful awesome fine love loved best fun terrible bad awful boring poor worst
+hate hated dull all summary just right wrong maybe question answer true based previous passage
+man woman dog cat sleeps runs eats park house city world sports business tech news category
+""".split()
+PUNCT = list(".,!?()\"':-[]")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def build_bert(folder: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizer
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {token: i for i, token in enumerate(specials + PUNCT + WORDS + ["##s", "##ed", "##ing", "##ly"])}
+    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True)
+    tokenizer.model_max_length = 128
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=37, max_position_embeddings=128, pad_token_id=0)
+    torch.manual_seed(seed)
+    BertForMaskedLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_roberta(folder: Path, seed: int = 0) -> Path:
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaForMaskedLM, RobertaTokenizer
+
+    corpus = [" ".join(WORDS), " ".join(PUNCT)] + [f"{w}. {w}, ({w}) {w}!" for w in WORDS]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(corpus * 5, vocab_size=600, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    vocab = bpe.get_vocab()
+    merges_path = folder / "bpe"
+    merges_path.mkdir(parents=True, exist_ok=True)
+    bpe.save_model(str(merges_path))
+    merges = [tuple(line.split()) for line in (merges_path / "merges.txt").read_text().splitlines() if line and not line.startswith("#")]
+    tokenizer = RobertaTokenizer(vocab=vocab, merges=merges)
+    tokenizer.model_max_length = 128
+    config = RobertaConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=37, max_position_embeddings=130, pad_token_id=1,
+                           bos_token_id=0, eos_token_id=2, type_vocab_size=1)
+    torch.manual_seed(seed)
+    RobertaForMaskedLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return build_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta(tmp_path_factory) -> Path:
+    return build_roberta(tmp_path_factory.mktemp("tiny-roberta"))
+
+
+POSITIVE = ["a great movie", "really good food", "excellent service and a wonderful room", "loved the story",
+            "the best film", "fun and awesome music", "good acting", "a wonderful book", "great place", "loved it"]
+NEGATIVE = ["a terrible movie", "really bad food", "awful service and a poor room", "hated the story",
+            "the worst film", "dull and boring music", "bad acting", "a boring book", "terrible place", "hated it"]
+
+
+def sentiment_rows(prefix: str, count: int, labelled: bool = True) -> list[dict]:
+    rows = []
+    for i in range(count):
+        positive = i % 2 == 0
+        text = (POSITIVE if positive else NEGATIVE)[(i // 2) % 10]
+        row = {"id": f"{prefix}-{i}", "text": text}
+        if labelled:
+            row["label"] = "positive" if positive else "negative"
+        rows.append(row)
+    return rows
+
+
+def write_project(folder: Path, model: Path, *, train: int = 8, unlabeled: int = 24, test: int = 12,
+                  extra: str = "") -> Path:
+    """A complete sentiment run config with data, patterns and verbalizers; returns the config path."""
+    write_jsonl(folder / "train.jsonl", sentiment_rows("train", train))
+    write_jsonl(folder / "unlabeled.jsonl", sentiment_rows("u", unlabeled, labelled=False))
+    write_jsonl(folder / "test.jsonl", sentiment_rows("test", test))
+    (folder / "patterns.yaml").write_text(
+        "patterns:\n"
+        "  - id: it-was\n    template: \"{text} It was {mask}.\"\n    shorten: [text]\n"
+        "  - id: just\n    template: \"Just {mask}! {text}\"\n",
+        encoding="utf-8",
+    )
+    (folder / "verbalizers.yaml").write_text(
+        "labels: [negative, positive]\n"
+        "verbalizers:\n  - id: bad-good\n    words: {negative: [bad], positive: [good]}\n",
+        encoding="utf-8",
+    )
+    config = folder / "config.yaml"
+    config.write_text(
+        f"model: {model}\n"
+        "data:\n  train: train.jsonl\n  unlabeled: unlabeled.jsonl\n  test: test.jsonl\n"
+        "patterns:\n  file: patterns.yaml\n"
+        "verbalizers:\n  file: verbalizers.yaml\n"
+        "teachers:\n  seeds: [1]\n  steps: 3\n  batch_size: 4\n  max_length: 64\n"
+        "labelling:\n  batch_size: 8\n  max_length: 64\n"
+        "distillation:\n  steps: 3\n  batch_size: 4\n  max_length: 64\n"
+        "runtime:\n  device: cpu\n" + extra,
+        encoding="utf-8",
+    )
+    return config
+
+
+@pytest.fixture
+def project(tmp_path, tiny_bert) -> Path:
+    """A small, valid run config on the tiny BERT model, in a fresh temp folder."""
+    return write_project(tmp_path, tiny_bert)
