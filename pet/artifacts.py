@@ -58,10 +58,20 @@ def write_json_atomic(path: Path, data: Any) -> None:
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once, at import, before any worker threads exist
 
 
 @contextmanager
@@ -107,7 +117,8 @@ def read_manifest(folder: Path, stage: str) -> dict[str, Any]:
             f"(expects {SCHEMA_VERSION}); rerun the stage with this version of pet"
         )
     if manifest["stage"] != stage:
-        raise PetError(f"{folder}: holds the output of the {manifest['stage']} stage, not of the {stage} stage")
+        raise PetError(f"{folder}: holds the output of the {manifest['stage']} stage, not of the {stage} stage; "
+                       f"pass the folder that the {stage} stage wrote (e.g. RUN/{stage})")
     check_versions(manifest.get("versions", {}), path)
     return manifest
 
@@ -148,7 +159,7 @@ def prepare_output(folder: Path, stage: str) -> dict[str, Any] | None:
             raise PetError(f"{folder}: already holds {other or 'unknown'} artifacts; choose another output folder for the {stage} stage")
         return manifest
     for other in STAGES:
-        marker = {"teachers": "teachers.json", "labels": "soft_labels.parquet", "student": "config.json"}[other]
+        marker = {"teachers": "teacher.json", "labels": "soft_labels.parquet", "student": "config.json"}[other]
         if other != stage and any(folder.glob(f"*/{marker}") if other == "teachers" else folder.glob(marker)):
             raise PetError(f"{folder}: already holds {other} artifacts; choose another output folder for the {stage} stage")
     return None

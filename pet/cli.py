@@ -76,7 +76,7 @@ def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-@app.command("train-teachers", context_settings=OVERRIDES, help=f"Stage A: train one teacher per pattern x verbalizer x seed. {OVERRIDE_HELP}")
+@app.command("train-teachers", context_settings=OVERRIDES, help=f"Stage A: train one teacher per pattern x verbalizer x seed (iPET generations with --ipet.generations N; untrained teachers with --teachers.zero_shot true). {OVERRIDE_HELP}")
 def train_teachers_cmd(
     ctx: typer.Context,
     config: Path = typer.Argument(..., help="Run config (YAML)."),
@@ -87,7 +87,10 @@ def train_teachers_cmd(
         from pet.teachers import train_teachers
 
         manifest = train_teachers(load_config(config, _overrides(ctx)), output)
-        typer.echo(f"{len(manifest['teachers'])} teachers in {output}")
+        kind = " zero-shot" if manifest.get("zero_shot") and not manifest.get("ipet") else ""
+        if manifest.get("ipet"):
+            kind = f" iPET generation-{manifest['ipet']['final_generation']}"
+        typer.echo(f"{len(manifest['teachers'])}{kind} teachers in {output}")
 
 
 @app.command("label", context_settings=OVERRIDES, help="Stage B: score unlabeled text with every teacher and write soft labels. Accepts --labelling.* and --runtime.* overrides.")
@@ -144,16 +147,17 @@ def run_cmd(
                 typer.echo(f"{name.replace('_', ' ')}: accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  ({m['examples']} examples)")
 
 
-@app.command("evaluate", help="Accuracy and macro-F1 of a student, or of each teacher and the ensemble, on a labelled file.")
+@app.command("evaluate", help="Accuracy and macro-F1 of a student, or of each teacher and the ensemble, on a labelled file. Given a run config (YAML) instead of a folder: each pattern's zero-shot accuracy with the untrained model.")
 def evaluate_cmd(
-    model_dir: Path = typer.Argument(..., help="A student folder or a teachers folder."),
+    model_dir: Path = typer.Argument(..., help="A student folder, a teachers folder, or a run config for zero-shot accuracy."),
     data: Path = typer.Option(..., "--data", "-d", help="Labelled data file (.jsonl, .csv, .parquet)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     with handled():
-        from pet.evaluation import evaluate
+        from pet.evaluation import evaluate, evaluate_zero_shot
 
-        result = evaluate(model_dir, data)
+        zero_shot = model_dir.is_file() and model_dir.suffix.lower() in (".yaml", ".yml")
+        result = evaluate_zero_shot(model_dir, data) if zero_shot else evaluate(model_dir, data)
         if as_json:
             _print_json(result)
             return

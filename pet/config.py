@@ -20,7 +20,7 @@ from pet.yamlfile import Strict, load_yaml, model_in, validate
 
 
 class DataConfig(Strict):
-    train: Path  # labelled examples
+    train: Path | None = None  # labelled examples; may be omitted (or have no rows) only with teachers.zero_shot: true
     unlabeled: Path  # text the teachers label for the student
     test: Path | None = None  # optional: evaluated after distillation, never used for training
     fields: dict[str, str] = Field(default_factory=lambda: {"text": "text"})  # pattern placeholder -> column
@@ -42,6 +42,28 @@ class TeachersConfig(Strict):
     warmup_steps: NonNegativeInt = 0
     max_grad_norm: PositiveFloat = 1.0
     max_length: PositiveInt = 256
+    # Auxiliary MLM loss (PET paper, section 3.1): loss = (1 - a) * CE + a * MLM on unlabeled text rendered
+    # through the same pattern. 0 turns it off; see pet/mlm.py for why the default is what it is.
+    mlm_weight: float = Field(default=1e-4, ge=0.0, lt=1.0)
+    unlabeled_ratio: PositiveInt = 3  # unlabeled examples per labelled example in each step (paper: 3)
+    mlm_probability: float = Field(default=0.15, gt=0.0, lt=1.0)  # share of eligible tokens that become MLM targets
+    # Zero-shot: no training; each teacher is the pretrained MLM with one pattern x verbalizer, and
+    # data.train may be omitted or empty.
+    zero_shot: bool = False
+    # Label words of several tokens: the mask becomes as many masks as the longest word (pet/scoring.py).
+    # Off by default so that a word that is unexpectedly several tokens is an error, not a silent change.
+    multi_token: bool = False
+
+
+class IpetConfig(Strict):
+    # iPET (PET paper, section 3.3): generations of teachers, each trained on the labelled set plus
+    # examples labelled by a random share of the other teachers of the previous generation.
+    generations: NonNegativeInt = 0  # generations after the first; 0 = plain PET (paper: ceil(log_d(1000 / |T|)))
+    teacher_fraction: float = Field(default=0.25, gt=0.0, le=1.0)  # lambda: share of the other teachers that label
+    growth: float = Field(default=5.0, gt=1.0)  # d: the training set of generation j has |T| * d^j examples
+    zero_shot_examples: PositiveInt = 10  # zero-shot iPET: size of generation 1's training set (then x d)
+    zero_shot_candidates: PositiveInt = 100  # zero-shot iPET: the most confident examples per label to draw from
+    steps: PositiveInt | None = None  # training steps of generations >= 1; default: teachers.steps
 
 
 class LabellingConfig(Strict):
@@ -77,6 +99,7 @@ class RunConfig(Strict):
     patterns: SourceConfig
     verbalizers: SourceConfig
     teachers: TeachersConfig = Field(default_factory=TeachersConfig)
+    ipet: IpetConfig = Field(default_factory=IpetConfig)
     labelling: LabellingConfig = Field(default_factory=LabellingConfig)
     distillation: DistillationConfig = Field(default_factory=DistillationConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)

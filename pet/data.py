@@ -7,6 +7,7 @@ names compared as text with the verbalizer's labels, never positions.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,15 @@ class Examples:
         )
 
 
+ROLE_KEYS = {"labelled": "data.train", "unlabeled": "data.unlabeled", "test": "data.test"}
+
+
+def role_hint(role: str) -> str:
+    """What to change, for messages about a file: the config key that names it, if any."""
+    key = ROLE_KEYS.get(role)
+    return f"fix {key} in the run config" if key else "pass another file"
+
+
 def open_dataset(path: Path, role: str):
     """Open a data file as a `datasets.Dataset` (memory-mapped Arrow, so large files stay on disk)."""
     import datasets
@@ -46,18 +56,30 @@ def open_dataset(path: Path, role: str):
     if builder is None:
         raise PetError(f"{path}: {role} file has unsupported extension '{path.suffix}'; use .jsonl, .csv, .tsv or .parquet")
     if not path.exists():
-        raise PetError(f"{path}: {role} file not found")
+        raise PetError(f"{path}: {role} file not found; {role_hint(role)}")
     if path.is_dir():
-        raise PetError(f"{path}: {role} file is a folder")
+        raise PetError(f"{path}: {role} file is a folder; {role_hint(role)}")
     if path.stat().st_size == 0:
-        raise PetError(f"{path}: {role} file is empty")
+        raise PetError(f"{path}: {role} file has no rows (it is empty); add examples or {role_hint(role)}")
     if builder != "parquet":
         check_text_file(path, role)
     kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
     try:
         return datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
     except Exception as err:  # datasets wraps parser errors in many types; find the real cause
+        header = csv_header(path) if builder == "csv" else None
+        if header is not None:  # a header and no rows: an empty table, which the caller judges
+            return datasets.Dataset.from_dict({name: [] for name in header})
         raise PetError(f"{path}: cannot read {role} file: {describe_read_error(path, builder, err)}") from None
+
+
+def csv_header(path: Path) -> list[str] | None:
+    """The column names of a CSV/TSV file that has a header line and no data rows, else None."""
+    import csv
+
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = [row for row in csv.reader(handle, delimiter="\t" if path.suffix.lower() == ".tsv" else ",") if row]
+    return rows[0] if len(rows) == 1 else None
 
 
 def check_text_file(path: Path, role: str) -> None:
@@ -92,7 +114,15 @@ def check_columns(dataset, path: Path, role: str, columns: list[str]) -> None:
 
             close = difflib.get_close_matches(column, present, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise PetError(f"{path}: {role} file has no column '{column}' (columns: {', '.join(present)}){hint}")
+            raise PetError(f"{path}: {role} file has no column '{column}' (columns: {', '.join(present)}){hint}; "
+                           f"map the right columns with data.fields and data.label_column in the run config")
+
+
+ID_BLOCK = 8_192  # ids read at a time for the duplicate check
+
+
+def _id_hash(value) -> int:
+    return int.from_bytes(hashlib.blake2b(str(value).encode("utf-8"), digest_size=8).digest(), "little")
 
 
 class Table:
@@ -103,7 +133,7 @@ class Table:
         self.path, self.role, self.fields = path, role, dict(fields)
         self.dataset = open_dataset(path, role)
         if len(self.dataset) == 0 and not allow_empty:
-            raise PetError(f"{path}: {role} file has no rows")
+            raise PetError(f"{path}: {role} file has no rows; add examples or {role_hint(role)}")
         check_columns(self.dataset, path, role, list(fields.values()) + ([label_column] if label_column else []))
         self.id_column = id_column if id_column in self.dataset.column_names else None
         self.label_column = label_column
@@ -116,13 +146,30 @@ class Table:
     def _check_ids(self) -> None:
         if self.id_column is None:
             return
+        # 8 bytes per row (a hash of each id), not a set of every id string: large unlabeled files
+        # stay cheap. Only ids whose hashes collide are compared as text, in a second pass.
+        import numpy as np
+
+        digests = np.empty(len(self.dataset), dtype=np.uint64)
+        for start, values in self._id_blocks():
+            digests[start : start + len(values)] = [_id_hash(value) for value in values]
+        ordered = np.sort(digests)
+        colliding = set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())
+        if not colliding:
+            return
         seen: set[str] = set()
-        for start in range(0, len(self.dataset), 10_000):
-            for value in self.dataset[start : start + 10_000][self.id_column]:
+        for _, values in self._id_blocks():
+            for value in values:
                 key = str(value)
-                if key in seen:
-                    raise PetError(f"{self.path}: duplicate id '{key}' in column '{self.id_column}'; ids must be unique")
-                seen.add(key)
+                if _id_hash(value) in colliding:
+                    if key in seen:
+                        raise PetError(f"{self.path}: duplicate id '{key}' in column '{self.id_column}'; ids must be unique")
+                    seen.add(key)
+
+    def _id_blocks(self) -> Iterator[tuple[int, list]]:
+        column = self.dataset.data.column(self.id_column)  # memory-mapped Arrow: read a block at a time
+        for start in range(0, len(column), ID_BLOCK):
+            yield start, column.slice(start, ID_BLOCK).to_pylist()
 
     def chunks(self, size: int = 4096) -> Iterator[Examples]:
         for start in range(0, len(self.dataset), size):
@@ -140,7 +187,7 @@ class Table:
             for i, value in enumerate(values):
                 if not isinstance(value, str):
                     shown = "missing" if value is None else f"not text ({type(value).__name__})"
-                    raise PetError(f"{self.path}: example '{ids[i]}': column '{column}' is {shown}")
+                    raise PetError(f"{self.path}: example '{ids[i]}': column '{column}' is {shown}; give it a text or remove the row")
             fields[name] = list(values)
         labels = None
         if self.label_column and self.label_index is not None:

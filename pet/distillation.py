@@ -33,11 +33,13 @@ TMP_MODEL = ".tmp-student"
 
 def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Stage C: train the student under ``output``; returns the manifest."""
-    from pet.modeling import autocast, load_classifier, load_tokenizer, pick_device
+    from pet.modeling import autocast, check_classifier_labels, load_classifier, load_tokenizer, pick_device
 
     manifest = read_manifest(labels_dir, "labels")
     config = stage_config(manifest, overrides, ("distillation", "runtime"), labels_dir)
     settings = config.distillation
+    if settings.gold_weight > 0 and config.data.train is None:
+        raise PetError("distillation.gold_weight > 0 needs a labelled set (data.train); set it to 0 for this run")
     if settings.gold_weight > 0:
         check_inputs({str(config.data.train): manifest["inputs"][str(config.data.train)]}, labels_dir / MANIFEST)
     stamp = hashlib.sha256(json.dumps([manifest["fingerprint"], settings.model_dump(mode="json")]).encode()).hexdigest()[:16]
@@ -48,6 +50,7 @@ def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = N
             return existing
         raise PetError(f"{output}: holds a student from other soft labels or settings; choose another output folder")
     labels = list(manifest["labels"])
+    check_classifier_labels(settings.model or config.model, labels, config.runtime.trust_remote_code)
     fields = list(config.data.fields)
     ids, texts, probs = read_soft_labels(labels_dir, manifest, fields)
     if not ids:

@@ -167,43 +167,87 @@ def word_tokens_in_context(tokenizer, word: str, before: str, space: bool) -> li
 
 @dataclass(frozen=True)
 class VerbalizerTokens:
-    """A verbalizer's words as token ids: [C, W] padded with 0 plus a mask of real entries."""
+    """A verbalizer's words as token ids.
+
+    Single-token (the fast path): ``ids`` is [C, W], padded with 0, and ``mask`` [C, W] marks real
+    words. Multi-token: ``ids`` is [C, W, M] with M = the longest word in tokens (the number of mask
+    slots the pattern gets), ``token_mask`` [C, W, M] marks each word's real tokens.
+    """
 
     ids: torch.Tensor
     mask: torch.Tensor
     words: tuple[tuple[str, ...], ...]
+    token_mask: torch.Tensor | None = None
 
-    def to_json(self) -> list[list[int]]:
-        return [[int(i) for i, m in zip(row, mrow) if m] for row, mrow in zip(self.ids.tolist(), self.mask.tolist())]
+    @property
+    def num_masks(self) -> int:
+        return 1 if self.token_mask is None else int(self.ids.size(-1))
+
+    def to_json(self) -> list:
+        """Single-token: [[id, ...] per label]; multi-token: [[[id, ...] per word] per label]."""
+        if self.token_mask is None:
+            return [[int(i) for i, m in zip(row, mrow) if m] for row, mrow in zip(self.ids.tolist(), self.mask.tolist())]
+        return [[[int(t) for t, k in zip(word, kw) if k] for word, kw, m in zip(row, krow, mrow) if m]
+                for row, krow, mrow in zip(self.ids.tolist(), self.token_mask.tolist(), self.mask.tolist())]
+
+    @classmethod
+    def from_json(cls, data: list, words: tuple[tuple[str, ...], ...]) -> "VerbalizerTokens":
+        """Rebuild from :meth:`to_json` (as recorded in a teacher's record)."""
+        multi = any(isinstance(word, list) for row in data for word in row)
+        rows = [[w if isinstance(w, list) else [w] for w in row] for row in data] if multi else [[[w] for w in row] for row in data]
+        return tokens_from_rows(rows, words, multi)
 
 
-def verbalizer_tokens(verbalizer: Verbalizer, encoder: PatternEncoder, model_name: str) -> VerbalizerTokens:
-    """Token ids of every label word in the pattern's mask context; each must be one known token."""
+def tokens_from_rows(rows: list[list[list[int]]], words: tuple[tuple[str, ...], ...], multi: bool) -> VerbalizerTokens:
+    """Pack per-label, per-word token lists into padded tensors (multi-token form only if asked)."""
+    width = max(len(r) for r in rows)
+    longest = max(len(w) for r in rows for w in r)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool)
+    if not multi:
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        for c, row in enumerate(rows):
+            ids[c, : len(row)] = torch.tensor([w[0] for w in row])
+            mask[c, : len(row)] = True
+        return VerbalizerTokens(ids, mask, words)
+    ids = torch.zeros(len(rows), width, longest, dtype=torch.long)
+    token_mask = torch.zeros(len(rows), width, longest, dtype=torch.bool)
+    for c, row in enumerate(rows):
+        mask[c, : len(row)] = True
+        for w, word in enumerate(row):
+            ids[c, w, : len(word)] = torch.tensor(word)
+            token_mask[c, w, : len(word)] = True
+    return VerbalizerTokens(ids, mask, words, token_mask)
+
+
+def verbalizer_tokens(verbalizer: Verbalizer, encoder: PatternEncoder, model_name: str, multi_token: bool = False) -> VerbalizerTokens:
+    """Token ids of every label word in the pattern's mask context.
+
+    By default each word must be one known token. With ``multi_token`` a word may be several tokens;
+    if any is, the result is in multi-token form (and the pattern needs ``num_masks`` masks).
+    """
     tokenizer = encoder.tokenizer
     before, space = encoder.context_before_mask()
-    rows: list[list[int]] = []
+    rows: list[list[list[int]]] = []
     for label in verbalizer.labels:
         row = []
         for word in verbalizer.words[label]:
             ids = word_tokens_in_context(tokenizer, word, before, space)
             where = f"verbalizer '{verbalizer.id}' with pattern '{encoder.pattern.id}'"
-            if len(ids) != 1:
+            if not ids:
+                raise PetError(f"{where}: word '{word}' of label '{label}' is no token at all for {model_name}; choose another word")
+            if len(ids) != 1 and not multi_token:
                 pieces = tokenizer.convert_ids_to_tokens(ids)
                 raise PetError(
                     f"{where}: word '{word}' of label '{label}' is {len(ids)} tokens {pieces} for {model_name}; "
-                    f"choose a word that is a single token for this model"
+                    f"choose a word that is a single token for this model, or set teachers.multi_token: true "
+                    f"to score multi-token words"
                 )
-            if tokenizer.unk_token_id is not None and ids[0] == tokenizer.unk_token_id:
+            if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
                 raise PetError(f"{where}: word '{word}' of label '{label}' is the unknown token for {model_name}; choose another word")
-            row.append(ids[0])
+            row.append(list(ids))
         rows.append(row)
-    width = max(len(r) for r in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    mask = torch.zeros(len(rows), width, dtype=torch.bool)
-    for c, row in enumerate(rows):
-        ids[c, : len(row)] = torch.tensor(row)
-        mask[c, : len(row)] = True
-    return VerbalizerTokens(ids, mask, tuple(verbalizer.words[label] for label in verbalizer.labels))
+    words = tuple(verbalizer.words[label] for label in verbalizer.labels)
+    return tokens_from_rows(rows, words, multi=any(len(w) > 1 for r in rows for w in r))
 
 
 def pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -73,6 +73,13 @@ def ensemble(manifest: dict[str, Any], config: RunConfig, logits: torch.Tensor) 
     return maths.ensemble_logits(logits, ensemble_weights(manifest["teachers"], config.labelling.ensemble))
 
 
+def effective_method(manifest: dict[str, Any], config: RunConfig) -> str:
+    """wmean falls back to mean for teachers without weights (zero-shot without labelled data)."""
+    if config.labelling.ensemble == "wmean" and any(e.get("weight") is None for e in manifest["teachers"]):
+        return "mean"
+    return config.labelling.ensemble
+
+
 def evaluate(model_dir: Path, data: Path) -> dict[str, Any]:
     """Accuracy and macro-F1 on a labelled file; for teachers, per teacher and for the ensemble."""
     stage = folder_stage(model_dir)
@@ -89,8 +96,37 @@ def evaluate(model_dir: Path, data: Path) -> dict[str, Any]:
                    for k, e in enumerate(manifest["teachers"])}
     combined = ensemble(manifest, config, logits)
     return {"model": str(model_dir), "data": str(data), "stage": stage, "teachers": per_teacher,
-            "ensemble": {"method": config.labelling.ensemble,
+            "ensemble": {"method": effective_method(manifest, config),
                          **classification_metrics(examples.labels, combined.argmax(-1).tolist(), labels)}}
+
+
+def evaluate_zero_shot(config_path: Path, data: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Each pattern x verbalizer's zero-shot accuracy (the untrained model) and their uniform ensemble, from a run config."""
+    from pet.config import load_config
+    from pet.modeling import load_masked_lm, pick_device
+    from pet.scoring import MaskedLMScorer
+    from pet.task import prepare_task
+    from pet.teachers import score_examples, teacher_specs
+
+    config = load_config(config_path, {**(overrides or {}), "teachers.zero_shot": True})
+    task = prepare_task(config)
+    device = pick_device(config.runtime.device)
+    labels = list(task.labels)
+    examples = read_examples(config, data, labels, labelled=True)
+    model = load_masked_lm(config.model, device, config.runtime.trust_remote_code).eval()
+    names, logits = [], []
+    for spec in teacher_specs(task):
+        tokens = task.verbalizer_tokens(spec.pattern, spec.verbalizer, config.labelling.max_length)
+        encoder = task.encoder(spec.pattern, config.labelling.max_length, tokens.num_masks)
+        scorer = MaskedLMScorer(model, tokens, task.tokenizer.mask_token_id, task.tokenizer.pad_token_id or 0)
+        names.append(spec.name)
+        logits.append(score_examples(scorer, encoder, examples, config, device))
+    stacked = torch.stack(logits)
+    per_teacher = {name: classification_metrics(examples.labels, stacked[k].argmax(-1).tolist(), labels)
+                   for k, name in enumerate(names)}
+    combined = maths.ensemble_logits(stacked)
+    return {"model": config.model, "data": str(data), "stage": "zero-shot", "teachers": per_teacher,
+            "ensemble": {"method": "mean", **classification_metrics(examples.labels, combined.argmax(-1).tolist(), labels)}}
 
 
 def predict(model_dir: Path, data: Path, output: Path) -> int:

@@ -47,6 +47,11 @@ def ensemble_weights(entries: list[dict[str, Any]], method: str) -> torch.Tensor
     """None for a uniform mean; for wmean, each teacher's labelled-set accuracy before training."""
     if method == "mean":
         return None
+    if any(e.get("weight") is None for e in entries):
+        # Zero-shot teachers without a labelled set have no accuracy to weight by.
+        log.warning("wmean needs each teacher's accuracy on labelled examples, and these teachers had none "
+                    "(zero-shot without a labelled set); using the uniform mean ensemble")
+        return None
     weights = torch.tensor([float(e["weight"]) for e in entries])
     if weights.sum() <= 0:
         log.warning("every teacher had accuracy 0 before training; using a uniform ensemble")
@@ -59,33 +64,79 @@ def score_table(teacher, table: Table, batch_size: int, autocast_ctx, label: str
     parts = []
     with progress(label, len(table)) as advance:
         for chunk in table.chunks(CHUNK):
-            parts.append(teacher.scorer.score(teacher.encoder.encode(chunk), batch_size, autocast_ctx))
+            try:
+                sequences = teacher.encoder.encode(chunk)
+            except PetError as err:  # e.g. an example that cannot be shortened to fit: name the file
+                raise PetError(f"{table.path}: {err}") from None
+            parts.append(teacher.scorer.score(sequences, batch_size, autocast_ctx))
             advance(len(chunk))
     return torch.cat(parts) if parts else torch.empty(0, teacher.scorer.word_ids.size(0))
 
 
-def teacher_logits(teachers_dir: Path, manifest: dict[str, Any], config: RunConfig, tables: dict[str, Table],
-                   partial: Path) -> dict[str, torch.Tensor]:
-    """{table name: [K, N, C]} logits of every teacher, resuming from saved per-teacher results."""
-    from safetensors.torch import load_file, save_file
+def check_teachers(teachers_dir: Path, entries: list[dict[str, Any]]) -> None:
+    """Every teacher of the manifest is present and readable, checked before any output is written.
 
-    from pet.modeling import autocast, pick_device
+    Reads each teacher record and the headers of its safetensors files (which also catches truncated
+    files), not the weights themselves, so a broken teacher fails in seconds, not after the others ran.
+    """
+    from safetensors import safe_open
+
+    for entry in entries:
+        folder = teachers_dir / entry["path"]
+        hint = f"delete {folder} and rerun pet train-teachers with the same config to retrain it"
+        record_path = folder / "teacher.json"
+        if not record_path.exists():
+            raise PetError(f"{folder}: teacher '{entry['name']}' is missing or incomplete; rerun pet train-teachers with the same config to retrain it")
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise PetError(f"{record_path}: teacher record is corrupted ({err}); {hint}") from None
+        if not isinstance(record, dict) or "verbalizer_token_ids" not in record:
+            raise PetError(f"{record_path}: teacher record is corrupted (not a pet teacher record); {hint}")
+        if record.get("base_model"):
+            continue  # a zero-shot teacher is the base model itself
+        weights = sorted(folder.glob("*.safetensors"))
+        if not weights:
+            raise PetError(f"{folder}: teacher '{entry['name']}' has no model.safetensors; {hint}")
+        for path in weights:
+            try:
+                with safe_open(str(path), "pt") as handle:
+                    handle.keys()
+            except Exception as err:
+                first = str(err).splitlines()[0] if str(err) else type(err).__name__
+                raise PetError(f"{path}: weights of teacher '{entry['name']}' are corrupted ({first}); {hint}") from None
+
+
+def teacher_logits(teachers_dir: Path, manifest: dict[str, Any], config: RunConfig, tables: dict[str, Table],
+                   partial: Path, stamp: str = "") -> dict[str, torch.Tensor]:
+    """{table name: [K, N, C]} logits of every teacher, resuming from saved per-teacher results.
+
+    A saved result is reused only if it was computed with the same ``stamp`` (teachers, labelling
+    settings, device and precision) and has one row per example; anything else is recomputed.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from pet.modeling import autocast, autocast_dtype, pick_device
     from pet.teachers import load_teacher
 
     device = pick_device(config.runtime.device)
+    stamp = f"{stamp}|{device.type}|{autocast_dtype(device, config.runtime.precision)}"
     patterns = {p["id"]: pattern_from_json(p) for p in manifest["patterns"]}
     verbalizers = {v["id"]: verbalizer_from_json(v) for v in manifest["verbalizers"]}
     entries = manifest["teachers"]
     results: dict[str, list[torch.Tensor]] = {name: [] for name in tables}
-    partial.mkdir(parents=True, exist_ok=True)
     for number, entry in enumerate(entries, start=1):
         path = partial / f"{entry['name']}.safetensors"
         if path.exists():
+            saved: dict[str, torch.Tensor] = {}
             try:
-                saved = load_file(str(path))
+                with safe_open(str(path), "pt") as handle:
+                    if (handle.metadata() or {}).get("stamp") == stamp:
+                        saved = {key: handle.get_tensor(key) for key in handle.keys()}
             except Exception:
                 saved = {}
-            if set(saved) == set(tables):
+            if set(saved) == set(tables) and all(saved[name].size(0) == len(tables[name]) for name in tables):
                 for name in tables:
                     results[name].append(saved[name])
                 info(f"teacher {number}/{len(entries)} {entry['name']}: scores already computed")
@@ -98,9 +149,10 @@ def teacher_logits(teachers_dir: Path, manifest: dict[str, Any], config: RunConf
                                        lambda: autocast(device, config.runtime.precision),
                                        f"teacher {number}/{len(entries)} {entry['name']}: {name}")
             results[name].append(scores[name])
-        tmp = path.with_suffix(".tmp")
-        save_file({k: v.contiguous() for k, v in scores.items()}, str(tmp))
-        tmp.replace(path)
+        partial.mkdir(parents=True, exist_ok=True)
+        tmp = partial / f".{path.name}.tmp"
+        save_file({k: v.contiguous() for k, v in scores.items()}, str(tmp), metadata={"stamp": stamp})
+        tmp.replace(path)  # atomic: a killed run leaves either no file or a complete one
         del teacher
     return {name: torch.stack(parts) for name, parts in results.items()}
 
@@ -122,7 +174,8 @@ def label(teachers_dir: Path, output: Path, overrides: dict[str, Any] | None = N
     tables = {"unlabeled": open_table(config, config.data.unlabeled, "unlabeled", None, labelled=False)}
     if config.data.test is not None:
         tables["test"] = open_table(config, config.data.test, "test", tuple(labels), labelled=True)
-    logits = teacher_logits(teachers_dir, manifest, config, tables, output / PARTIAL)
+    check_teachers(teachers_dir, manifest["teachers"])
+    logits = teacher_logits(teachers_dir, manifest, config, tables, output / PARTIAL, stamp)
     entries = manifest["teachers"]
     weights = ensemble_weights(entries, config.labelling.ensemble)
     temperature = config.labelling.temperature
@@ -134,7 +187,7 @@ def label(teachers_dir: Path, output: Path, overrides: dict[str, Any] | None = N
         "teachers_fingerprint": manifest["fingerprint"],
         "labels": labels,
         "teachers": [e["name"] for e in entries],
-        "ensemble": config.labelling.ensemble,
+        "ensemble": "mean" if weights is None else "wmean",  # wmean falls back to mean without weights
         "weights": None if weights is None else [float(w) for w in weights / weights.sum()],
         "temperature": temperature,
         "soft_labels": SOFT_LABELS,

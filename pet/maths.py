@@ -65,3 +65,37 @@ def agreement(teacher_logits: torch.Tensor, ensemble_prediction: torch.Tensor) -
     """Fraction of the K teachers whose top class equals the ensemble's, per example: [K, N, C] -> [N]."""
     votes = teacher_logits.argmax(-1) == ensemble_prediction.unsqueeze(0)
     return votes.float().mean(0)
+
+
+def multi_token_class_scores(mask_logits: torch.Tensor, token_ids: torch.Tensor, token_mask: torch.Tensor,
+                             word_mask: torch.Tensor) -> torch.Tensor:
+    """Class scores for label words of several tokens, from one pass with M masks.
+
+    mask_logits: [B, M, V] logits at the M consecutive masks; token_ids: [C, W, M] token ids of each
+    word (padded); token_mask: [C, W, M] real tokens; word_mask: [C, W] real words. A word
+    t_1..t_n scores the mean of log p(t_i) at mask i (log_softmax over the vocabulary); a class
+    scores the mean over its words. Returns [B, C].
+    """
+    log_probs = F.log_softmax(mask_logits.float(), dim=-1)  # [B, M, V]
+    positions = torch.arange(token_ids.size(-1), device=token_ids.device)
+    picked = log_probs[:, positions, token_ids]  # [B, C, W, M]
+    tokens = token_mask.to(picked.dtype)
+    per_word = (picked * tokens).sum(-1) / tokens.sum(-1).clamp(min=1)  # [B, C, W]
+    words = word_mask.to(picked.dtype)
+    return (per_word * words).sum(-1) / words.sum(-1)
+
+
+def mixed_loss(ce: torch.Tensor, mlm: torch.Tensor, mlm_weight: float) -> torch.Tensor:
+    """PET's auxiliary language-modelling objective: (1 - a) * CE + a * MLM."""
+    return (1.0 - mlm_weight) * ce + mlm_weight * mlm
+
+
+def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy (log_softmax based) over MLM targets; -100 marks positions that are not targets.
+
+    logits: [..., V]; targets: [...]. Zero (with a gradient path) when there is no target at all.
+    """
+    flat_targets = targets.reshape(-1)
+    if not bool((flat_targets != -100).any()):
+        return logits.float().sum() * 0.0
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), flat_targets, ignore_index=-100)

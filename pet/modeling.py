@@ -108,6 +108,51 @@ def load_masked_lm(name: str, device: torch.device, trust_remote_code: bool = Fa
     return model.to(device)
 
 
+def check_masked_lm(name: str, trust_remote_code: bool = False) -> None:
+    """Fail before any training if ``name`` is not a masked LM (reads only its config)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING
+
+    quiet_transformers()
+    check_model_path(name)
+    try:
+        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except Exception as err:
+        raise PetError(f"cannot load model config from '{name}': {first_line(err)}; point model at a masked LM folder or Hub id") from None
+    if getattr(config, "auto_map", None) and trust_remote_code:
+        return  # custom code: let AutoModelForMaskedLM decide
+    if type(config) not in MODEL_FOR_MASKED_LM_MAPPING:
+        raise PetError(
+            f"'{name}' is not a masked language model (model type {config.model_type}); "
+            f"PET teachers need one, such as BERT or RoBERTa"
+        )
+
+
+def check_classifier_labels(name: str, labels: list[str], trust_remote_code: bool = False) -> None:
+    """A student initialised from an existing classifier must classify into the run's labels.
+
+    A checkpoint whose config names other labels (not the default LABEL_0, LABEL_1, ...) would have its
+    trained head silently reused for other classes, or dropped; neither is what a user means.
+    """
+    from transformers import AutoConfig
+
+    quiet_transformers()
+    check_model_path(name)
+    try:
+        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except Exception as err:
+        raise PetError(f"cannot load model config from '{name}': {first_line(err)}") from None
+    id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    theirs = [id2label[i] for i in sorted(id2label)]
+    if not theirs or all(label == f"LABEL_{i}" for i, label in enumerate(theirs)):
+        return  # not a trained classifier: the head is new
+    if theirs != list(labels):
+        raise PetError(
+            f"distillation.model '{name}' is a classifier for labels [{', '.join(theirs)}], but the teachers' labels are "
+            f"[{', '.join(labels)}]; set distillation.model to a base checkpoint (or one trained for these labels, in this order)"
+        )
+
+
 def load_classifier(name: str, labels: list[str], device: torch.device, trust_remote_code: bool = False):
     """A sequence classifier with this run's label names, so the saved folder is self-describing."""
     from transformers import AutoModelForSequenceClassification

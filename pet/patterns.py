@@ -39,6 +39,14 @@ class VerbalizerSpec(Strict):
     name: str | None = None
     words: dict[str, list[str] | str]
 
+    @field_validator("words", mode="before")
+    @classmethod
+    def _int_labels_as_text(cls, value: object) -> object:
+        # As for VerbalizerFile.labels: a label written 0 or 1 is the name "0" or "1".
+        if isinstance(value, dict):
+            return {str(k) if isinstance(k, int) and not isinstance(k, bool) else k: v for k, v in value.items()}
+        return value
+
     @field_validator("words")
     @classmethod
     def _as_lists(cls, value: dict[str, list[str] | str]) -> dict[str, list[str]]:

@@ -3,6 +3,17 @@
 Only the mask position needs vocabulary logits, so for common architectures the encoder runs alone
 and the MLM head is applied to the mask's hidden state: this skips a [batch, length, vocab] matmul
 that costs as much as the encoder itself on small models. Other architectures use the full forward.
+
+Multi-token label words (``teachers.multi_token: true``, only when some word is several tokens in
+its context): the pattern's mask becomes M consecutive masks, M = the longest label word in tokens.
+A word t_1..t_n (n <= M) scores the mean per-token log-probability
+``(1/n) * sum_i log softmax(logits at mask i)[t_i]``, all from one forward pass over the pattern with
+M masks (masks after the word's last token are ignored); a label scores the mean over its words.
+This is the parallel form of PET's multi-mask scoring: it is exact (no token is dropped or
+approximated by its first piece), batched (one forward pass per batch, whatever the number of
+labels), and the same function is used for training (cross-entropy over the class scores) and
+inference, so teachers are trained on exactly what they are later scored with. Single-token
+verbalizers keep the fast path (raw logits at one mask).
 """
 
 from __future__ import annotations
@@ -25,24 +36,41 @@ class MaskedLMScorer:
         device = next(model.parameters()).device
         self.word_ids = verbalizer.ids.to(device)
         self.word_mask = verbalizer.mask.to(device)
+        self.token_mask = None if verbalizer.token_mask is None else verbalizer.token_mask.to(device)
+        self.num_masks = verbalizer.num_masks
         self.head = next((getattr(model, a) for a in HEAD_ATTRIBUTES if isinstance(getattr(model, a, None), torch.nn.Module)), None)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def mask_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """[B, V] vocabulary logits at the (single) mask position of each row."""
-        positions = (input_ids == self.mask_token_id).int().argmax(-1)
-        rows = torch.arange(input_ids.size(0), device=input_ids.device)
+    @property
+    def num_classes(self) -> int:
+        return int(self.word_ids.size(0))
+
+    def hidden_to_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
+                         positions: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits at (rows, positions) only: [*rows.shape, V]."""
         if self.head is not None:
             hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             return self.head(hidden[rows, positions])
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
         return logits[rows, positions]
 
+    def mask_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, V] vocabulary logits at the (single) mask position of each row; [B, M, V] for M masks."""
+        first = (input_ids == self.mask_token_id).int().argmax(-1)
+        rows = torch.arange(input_ids.size(0), device=input_ids.device)
+        if self.num_masks == 1:
+            return self.hidden_to_logits(input_ids, attention_mask, rows, first)
+        offsets = torch.arange(self.num_masks, device=input_ids.device)
+        return self.hidden_to_logits(input_ids, attention_mask, rows[:, None], first[:, None] + offsets)
+
     def class_scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return maths.class_scores(self.mask_logits(input_ids, attention_mask).float(), self.word_ids, self.word_mask)
+        logits = self.mask_logits(input_ids, attention_mask).float()
+        if self.token_mask is None:
+            return maths.class_scores(logits, self.word_ids, self.word_mask)
+        return maths.multi_token_class_scores(logits, self.word_ids, self.token_mask, self.word_mask)
 
     def batch(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         input_ids, attention = pad(sequences, self.pad_token_id)
@@ -55,7 +83,7 @@ class MaskedLMScorer:
 
         was_training = self.model.training
         self.model.eval()
-        out = torch.empty(len(sequences), self.word_ids.size(0))
+        out = torch.empty(len(sequences), self.num_classes)
         for indices in length_sorted_batches([len(s) for s in sequences], batch_size):
             with autocast_ctx() if autocast_ctx else contextlib.nullcontext():
                 scores = self.class_scores(*self.batch([sequences[i] for i in indices]))

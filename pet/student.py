@@ -24,6 +24,9 @@ def student_texts(fields: dict[str, list[str]], order: Sequence[str]) -> tuple[l
 def tokenize_pairs(tokenizer, first: list[str], second: list[str] | None, max_length: int) -> list[list[int]]:
     if not first:
         return []
+    limit = getattr(tokenizer, "model_max_length", None)  # the model's positions: a larger max_length would crash
+    if isinstance(limit, int) and 0 < limit < 1_000_000:
+        max_length = min(max_length, limit)
     kwargs = {"truncation": True, "max_length": max_length}
     encoded = tokenizer(first, second, **kwargs) if second is not None else tokenizer(first, **kwargs)
     return encoded["input_ids"]

@@ -25,14 +25,22 @@ class Task:
     verbalizers: list[Verbalizer]
     labels: tuple[str, ...]
     tokenizer: Any
-    train: Examples
+    train: Examples  # may have no rows, with teachers.zero_shot
     inputs: dict[str, str]  # absolute path -> sha256 of every file the run reads
+    _unlabeled: Examples | None = None
 
-    def encoder(self, pattern: Pattern, max_length: int) -> PatternEncoder:
-        return PatternEncoder(pattern, self.tokenizer, max_length)
+    def encoder(self, pattern: Pattern, max_length: int, num_masks: int = 1) -> PatternEncoder:
+        return PatternEncoder(pattern, self.tokenizer, max_length, num_masks)
 
     def verbalizer_tokens(self, pattern: Pattern, verbalizer: Verbalizer, max_length: int) -> VerbalizerTokens:
-        return verbalizer_tokens(verbalizer, self.encoder(pattern, max_length), self.config.model)
+        return verbalizer_tokens(verbalizer, self.encoder(pattern, max_length), self.config.model,
+                                 multi_token=self.config.teachers.multi_token)
+
+    def unlabeled(self) -> Examples:
+        """The unlabeled set (ids and texts), read once on first use (auxiliary MLM loss, iPET)."""
+        if self._unlabeled is None:
+            self._unlabeled = open_table(self.config, self.config.data.unlabeled, "unlabeled", None, labelled=False).read_all()
+        return self._unlabeled
 
 
 def open_table(config: RunConfig, path: Path, role: str, labels: tuple[str, ...] | None, labelled: bool) -> Table:
@@ -52,15 +60,17 @@ def check_pattern_fields(patterns: list[Pattern], config: RunConfig) -> None:
 
 
 def prepare_task(config: RunConfig, tokenizer=None) -> Task:
-    from pet.modeling import load_tokenizer
+    from pet.modeling import check_masked_lm, load_tokenizer
 
     patterns = load_patterns(config.patterns.file, config.patterns.ids)
     verbalizers = load_verbalizers(config.verbalizers.file, config.verbalizers.ids)
     labels = verbalizers[0].labels
     check_pattern_fields(patterns, config)
-    train_table = open_table(config, config.data.train, "labelled", labels, labelled=True)
-    train = train_table.read_all()
-    check_label_coverage(train, labels, config.data.train, config.verbalizers.file)
+    train = read_labelled(config, labels)
+    if config.distillation.gold_weight > 0 and len(train) == 0:
+        raise PetError("distillation.gold_weight is above 0 but there are no labelled examples (zero-shot); set it to 0")
+    if not config.teachers.zero_shot:
+        check_label_coverage(train, labels, config.data.train, config.verbalizers.file)
     for chunk in open_table(config, config.data.unlabeled, "unlabeled", None, labelled=False).chunks():
         pass  # reading every chunk checks every row's text fields
     if config.data.test is not None:
@@ -68,13 +78,44 @@ def prepare_task(config: RunConfig, tokenizer=None) -> Task:
     tokenizer = tokenizer or load_tokenizer(config.model, config.runtime.trust_remote_code)
     if tokenizer.mask_token_id is None:
         raise PetError(f"tokenizer of '{config.model}' has no mask token; PET teachers need a masked language model")
+    check_masked_lm(config.model, config.runtime.trust_remote_code)  # before any training, not after the first teacher
     task = Task(config, patterns, verbalizers, labels, tokenizer, train, input_hashes(config))
     for pattern in patterns:
-        encoder = task.encoder(pattern, config.teachers.max_length)
-        encoder.encode(train)  # fails early if a pattern cannot fit max_length
         for verbalizer in verbalizers:
-            verbalizer_tokens(verbalizer, encoder, config.model)
+            try:
+                tokens = task.verbalizer_tokens(pattern, verbalizer, config.teachers.max_length)
+            except PetError as err:  # name the file the user has to edit
+                raise PetError(f"{config.verbalizers.file}: {err}") from None
+            if len(train):
+                try:  # fails early if a pattern cannot fit max_length
+                    task.encoder(pattern, config.teachers.max_length, tokens.num_masks).encode(train)
+                except PetError as err:
+                    raise PetError(f"{config.data.train}: {err}") from None
     return task
+
+
+def empty_examples(config: RunConfig) -> Examples:
+    return Examples(ids=[], fields={name: [] for name in config.data.fields}, labels=[])
+
+
+def read_labelled(config: RunConfig, labels: tuple[str, ...]) -> Examples:
+    """The labelled set. No rows (or no file) is only allowed for zero-shot runs, and never means "all data"."""
+    path = config.data.train
+    zero_shot = config.teachers.zero_shot
+    if path is None:
+        if not zero_shot:
+            raise PetError("data.train: no labelled set given; name one, or set teachers.zero_shot: true to run zero-shot")
+        return empty_examples(config)
+    hint = "set teachers.zero_shot: true if you meant to run zero-shot (no labelled examples)"
+    if path.exists() and path.is_file() and path.suffix.lower() != ".parquet" and not path.read_bytes().strip():
+        if not zero_shot:
+            raise PetError(f"{path}: labelled file has no rows; add labelled examples, or {hint}")
+        return empty_examples(config)
+    table = Table(path, "labelled", config.data.fields, config.data.id_column, config.data.label_column, labels,
+                  allow_empty=True)
+    if len(table) == 0 and not zero_shot:
+        raise PetError(f"{path}: labelled file has no rows; add labelled examples, or {hint}")
+    return table.read_all() if len(table) else empty_examples(config)
 
 
 def input_hashes(config: RunConfig) -> dict[str, str]:

@@ -109,7 +109,7 @@ def model_in(annotation: Any) -> type[BaseModel] | None:
 
 def describe_error(model: type[BaseModel], error: dict[str, Any]) -> str:
     """One readable phrase for one pydantic error."""
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "union["))))
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and (p.startswith(("function-", "union[")) or "[" in p)))  # union member tags such as list[str]
     key = dotted(loc) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -135,12 +135,29 @@ def validate(model: type[M], data: Any, source: str, text: str | None = None) ->
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        errors = err.errors()
+        # A misspelt key shows up as an unknown key and a missing one: report the unknown key first,
+        # since its "did you mean" hint is what the user needs.
+        errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
         first = errors[0]
         line = line_of(text, first["loc"]) if text is not None else None
         where = f"{source}:{line}" if line else source
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-        raise PetError(f"{where}: {describe_error(model, first)}{more}") from None
+        raise PetError(f"{where}: {item_name(data, first['loc'])}{describe_error(model, first)}{more}") from None
+
+
+def item_name(data: Any, loc: tuple[Any, ...]) -> str:
+    """A prefix such as ``pattern 'it-was': `` when ``loc`` points into a list item with an id."""
+    found, node, section = "", data, None
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            section, node = part, node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            if isinstance(node, dict) and isinstance(node.get("id"), str) and isinstance(section, str):
+                found = f"{section[:-1] if section.endswith('s') else section} '{node['id']}': "
+        else:
+            break
+    return found
 
 
 def load_model(path: Path, model: type[M], what: str) -> M:

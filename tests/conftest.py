@@ -146,3 +146,19 @@ def write_project(folder: Path, model: Path, *, train: int = 8, unlabeled: int =
 def project(tmp_path, tiny_bert) -> Path:
     """A small, valid run config on the tiny BERT model, in a fresh temp folder."""
     return write_project(tmp_path, tiny_bert)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Run in-process torch work on one thread.
+
+    The tiny models gain nothing from intra-op threads, and on a busy 2-core machine the thread
+    pool's spin-waiting made CPU-bound tests 10-20x slower. A test that needs more threads (the
+    real-model run) raises the count itself and restores it.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

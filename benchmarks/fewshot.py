@@ -1,0 +1,563 @@
+#!/usr/bin/env python
+"""Few-shot quality benchmark: PET against supervised fine-tuning on sst2, agnews and rte.
+
+One command runs a whole profile and writes raw results as JSON lines (one line per trained or
+scored model), then a table (mean ± std over the few-shot seeds) and a plot:
+
+    python benchmarks/fewshot.py --profile small     # 2 CPU cores; -> benchmarks/results/small
+    python benchmarks/fewshot.py --profile full --jobs 15 --threads 1   # GPU grid; -> benchmarks/results
+    python benchmarks/fewshot.py --report-only       # rebuild table, plot and BENCHMARKS.md block
+
+Every method of one (task, n, seed) cell sees exactly the same labelled file,
+``<data>/<task>/fewshot/n<N>-s<S>.jsonl``; every method is scored on the task's full
+``test.jsonl``. Nothing is tuned on the test sets: all hyperparameters are fixed below, a priori
+(the PET paper's where it gives one), and BENCHMARKS.md says where and why they deviate.
+
+Methods (the ``method`` field of a result line):
+  zero_shot     the pretrained masked LM with one pattern x verbalizer, no training (one line per
+                pattern x verbalizer; the table shows their mean and the best one, the latter an
+                oracle choice on test, so an upper bound)
+  supervised    the same backbone as a sequence classifier fine-tuned on the n labelled examples
+  pet_teacher   one PET teacher (one line per teacher; the table shows their mean)
+  pet_ensemble  the teachers' ensemble (wmean) on test, without distillation
+  pet_student   the distilled sequence classifier: what PET ships
+  ipet_ensemble / ipet_student   the same after iPET's generations
+  full_supervised   fine-tuning on the whole train.jsonl: the ceiling, one run per task
+
+The pipeline is driven through pet's public functions (pet.teachers.train_teachers,
+pet.labelling.label, pet.distillation.distill, pet.evaluation.evaluate); the supervised baselines
+reuse pet.modeling.load_classifier, pet.training.train and pet.student's helpers, so the baseline
+and the PET student differ only in what they are trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import fcntl
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/report.py
+try:  # an installed (or PYTHONPATH) pet wins; otherwise the checkout this script sits in
+    import pet  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(REPO))
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("PET_NO_PROGRESS", "1")
+
+RESULTS = "fewshot.jsonl"
+TASKS: dict[str, dict[str, Any]] = {
+    # pattern/verbalizer file stem, pattern placeholder -> data column, token budget
+    "sst2": {"files": "sentiment", "fields": {"text": "text"}, "max_length": 128},  # sentences: 128 cuts none
+    "agnews": {"files": "news", "fields": {"text": "text"}, "max_length": 256},
+    "rte": {"files": "nli", "fields": {"premise": "premise", "hypothesis": "hypothesis"}, "max_length": 256},
+}
+
+# ---------------------------------------------------------------------------------------------
+# Profiles: every hyperparameter of every method, visible in one place.
+# ---------------------------------------------------------------------------------------------
+FULL: dict[str, Any] = {
+    "tasks": ["sst2", "agnews", "rte"],
+    "ns": [10, 32, 100],
+    "seeds": [1, 2, 3],  # the fixed few-shot files n<N>-s<S>.jsonl
+    "methods": ["zero_shot", "supervised", "pet", "ipet", "full_supervised"],
+    "unlabeled_limit": None,  # None: the whole unlabeled.jsonl (<= 6,920 texts here)
+    "pattern_ids": None,  # None: every pattern of the task's patterns/*.yaml
+    "verbalizer_ids": None,  # None: every verbalizer of the task's verbalizers/*.yaml
+    "teachers": {
+        "seeds": [1],  # paper: 3 per pattern x verbalizer; one here (budget), see BENCHMARKS.md
+        "steps": 250,  # paper
+        "batch_size": 4,  # paper
+        "learning_rate": 1e-5,  # paper
+        "weight_decay": 0.01,
+        "mlm_weight": 1e-4,  # paper's auxiliary MLM weight (used when pet supports it)
+    },
+    # paper: lambda 0.25, d 5, ceil(log_d(1000 / n)) generations (None): 3 for n = 10 and 32, 2 for n = 100
+    "ipet": {"generations": None, "teacher_fraction": 0.25, "growth": 5.0},
+    "labelling": {"ensemble": "wmean", "temperature": 2.0, "batch_size": 128},  # paper: wmean, T = 2
+    "distillation": {
+        "steps": 1000,  # paper: 5000 on 10k+ unlabeled texts; 1000 x 16 = 2-6 epochs of these pools
+        "batch_size": 16,
+        "learning_rate": 1e-5,  # paper
+        "weight_decay": 0.01,
+    },
+    # few-shot supervised baseline: the teachers' budget (batch 4, 250 steps) with the usual
+    # fine-tuning learning rate for a freshly initialised classification head (2e-5), fixed a priori
+    "supervised": {"steps": 250, "batch_size": 4, "learning_rate": 2e-5, "weight_decay": 0.01, "warmup_ratio": 0.0},
+    # full-data ceiling: the standard BERT recipe (3 epochs, batch 32, lr 2e-5, 10% warm-up)
+    "full_supervised": {"epochs": 3, "batch_size": 32, "learning_rate": 2e-5, "weight_decay": 0.01, "warmup_ratio": 0.1},
+    "eval_batch_size": 128,
+}
+
+SMALL: dict[str, Any] = copy.deepcopy(FULL)
+SMALL.update({  # a CPU check that everything runs end to end: its numbers are not the benchmark
+    "tasks": ["sst2"],
+    "ns": [32],
+    "seeds": [1],
+    "methods": ["zero_shot", "supervised", "pet", "ipet"],  # the ceiling needs the whole train set: GPU only
+    "unlabeled_limit": 1000,  # a fixed random sample of the pool (seed 0)
+    "verbalizer_ids": ["terrible-great"],  # 5 patterns x 1 verbalizer = 5 teachers
+    "eval_batch_size": 64,
+})
+SMALL["teachers"].update({"steps": 100, "mlm_weight": 0.0})  # the MLM batches would triple a CPU step's cost
+SMALL["ipet"].update({"generations": 1})
+SMALL["distillation"].update({"steps": 200})
+SMALL["supervised"].update({"steps": 100})
+
+PROFILES = {"full": FULL, "small": SMALL}
+
+
+# ---------------------------------------------------------------------------------------------
+# Small utilities
+# ---------------------------------------------------------------------------------------------
+def log(message: str) -> None:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%H:%M:%S")
+    print(f"[{stamp} {os.getpid()}] {message}", file=sys.stderr, flush=True)
+
+
+def emit(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line under an exclusive lock: parallel workers share one results file."""
+    line = json.dumps(record, ensure_ascii=False) + "\n"
+    with path.open("a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.write(line)
+        handle.flush()
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def device_name(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def config_keys() -> dict[str, set[str]]:
+    """Settings this version of pet knows, so the benchmark runs before and after new features land."""
+    from pet.config import RunConfig, TeachersConfig
+
+    keys = {"teachers": set(TeachersConfig.model_fields), "sections": set(RunConfig.model_fields)}
+    if "ipet" in keys["sections"]:
+        from pet.config import IpetConfig
+
+        keys["ipet"] = set(IpetConfig.model_fields)
+    return keys
+
+
+def subsample(source: Path, target: Path, limit: int | None, seed: int = 0) -> Path:
+    """A fixed random sample of ``limit`` rows of a JSON Lines file (the file itself when it is small)."""
+    lines = source.read_text(encoding="utf-8").splitlines()
+    if limit is None or len(lines) <= limit:
+        return source
+    if not target.exists():
+        rows = random.Random(seed).sample(range(len(lines)), limit)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text("\n".join(lines[i] for i in sorted(rows)) + "\n", encoding="utf-8")
+        tmp.replace(target)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------
+# The jobs: each runs in its own process and appends its result lines as they finish
+# ---------------------------------------------------------------------------------------------
+class Job:
+    def __init__(self, args: argparse.Namespace, profile: dict[str, Any], task: str):
+        import torch
+
+        self.args, self.profile, self.task = args, profile, task
+        self.spec = TASKS[task]
+        self.data = Path(args.data) / task
+        self.results = Path(args.out) / RESULTS
+        from pet.modeling import pick_device
+
+        self.device = pick_device(args.device)
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+        self.precision = "auto"  # bf16 autocast on CUDA, fp32 on CPU
+        self.keys = config_keys()
+
+    def record(self, n: int | None, seed: int | None, method: str, metrics: dict[str, Any], wall: float,
+               config: dict[str, Any], **details: Any) -> None:
+        row = {
+            "task": self.task, "n": n, "seed": seed, "method": method,
+            "accuracy": metrics.get("accuracy"), "macro_f1": metrics.get("macro_f1"),
+            "test_examples": metrics.get("examples"), "wall_s": round(wall, 2),
+            "device": device_name(self.device), "profile": self.args.profile, "config": config,
+            "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        row.update(details)
+        emit(self.results, row)
+        acc = metrics.get("accuracy")
+        log(f"{self.task} n={n} s={seed} {method}: acc {acc if acc is None else round(acc, 4)} ({wall:.1f}s)")
+
+    def table(self, path: Path, labelled: bool = True, labels=None):
+        from pet.data import Table
+
+        return Table(path, path.name, self.spec["fields"], "id", "label" if labelled else None,
+                     labels if labelled else None).read_all()
+
+    def labels(self) -> list[str]:
+        from pet.patterns import load_verbalizers
+
+        return list(load_verbalizers(REPO / "verbalizers" / f"{self.spec['files']}.yaml")[0].labels)
+
+    def run_config(self, train: Path | None, unlabeled: Path, extra: dict[str, Any] | None = None):
+        from pet.config import config_from_json
+
+        p = self.profile
+        teachers = {k: v for k, v in p["teachers"].items() if k in self.keys["teachers"]}
+        teachers["max_length"] = self.spec["max_length"]
+        raw: dict[str, Any] = {
+            "model": str(Path(self.args.model).resolve()),
+            "data": {"train": None if train is None else str(train), "unlabeled": str(unlabeled), "test": None,
+                     "fields": self.spec["fields"]},
+            "patterns": {"file": str(REPO / "patterns" / f"{self.spec['files']}.yaml"), "ids": p.get("pattern_ids")},
+            "verbalizers": {"file": str(REPO / "verbalizers" / f"{self.spec['files']}.yaml"), "ids": p.get("verbalizer_ids")},
+            "teachers": teachers,
+            "labelling": {**p["labelling"], "max_length": self.spec["max_length"]},
+            "distillation": {**p["distillation"], "max_length": self.spec["max_length"]},
+            "runtime": {"device": self.args.device, "precision": self.precision, "eval_batch_size": p["eval_batch_size"]},
+        }
+        for section, values in (extra or {}).items():
+            raw[section] = {**raw.get(section, {}), **values}
+        return config_from_json(raw, source="benchmark config")
+
+    def unlabeled(self) -> Path:
+        limit = self.profile["unlabeled_limit"]
+        return subsample(self.data / "unlabeled.jsonl", Path(self.args.work) / "pools" / f"{self.task}-{limit}.jsonl", limit)
+
+    # -- supervised fine-tuning (few-shot baseline and full-data ceiling) ----------------------
+    def fine_tune(self, train_path: Path, settings: dict[str, Any], seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        import torch
+        import torch.nn.functional as F
+
+        from pet.encoding import pad
+        from pet.metrics import classification_metrics
+        from pet.modeling import autocast, load_classifier, load_tokenizer
+        from pet.student import classifier_logits, student_texts, tokenize_pairs
+        from pet.training import EpochSampler, OptimSettings, train
+
+        labels = self.labels()
+        fields = list(self.spec["fields"])
+        max_length = self.spec["max_length"]
+        train_set = self.table(train_path, labels=labels)
+        test = self.table(self.data / "test.jsonl", labels=labels)
+        if "epochs" in settings:
+            steps = -(-settings["epochs"] * len(train_set) // settings["batch_size"])
+            steps = min(steps, settings.get("max_steps", steps))
+        else:
+            steps = settings["steps"]
+        model_name = str(Path(self.args.model).resolve())
+        tokenizer = load_tokenizer(model_name)
+        pad_id = tokenizer.pad_token_id or 0
+        torch.manual_seed(seed)  # the new classification head and dropout
+        model = load_classifier(model_name, labels, self.device)
+        sequences = tokenize_pairs(tokenizer, *student_texts(train_set.fields, fields), max_length)
+        gold = torch.tensor(train_set.labels)
+        sampler = EpochSampler(len(sequences), settings["batch_size"], torch.Generator().manual_seed(seed))
+
+        def step_loss(step: int) -> torch.Tensor:
+            batch = sampler.next()
+            input_ids, attention = pad([sequences[i] for i in batch], pad_id)
+            logits = model(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device)).logits
+            return F.cross_entropy(logits.float(), gold[batch].to(self.device))
+
+        warmup = int(settings.get("warmup_ratio", 0.0) * steps)
+        optim = OptimSettings(steps, settings["learning_rate"], settings["weight_decay"], warmup, 1.0)
+        losses = train(model, step_loss, optim, self.device, self.precision, "supervised")
+        logits = classifier_logits(model, tokenize_pairs(tokenizer, *student_texts(test.fields, fields), max_length),
+                                   pad_id, self.profile["eval_batch_size"], lambda: autocast(self.device, self.precision))
+        metrics = classification_metrics(test.labels, logits.argmax(-1).tolist(), labels)
+        used = {**settings, "steps": steps, "warmup_steps": warmup, "max_length": max_length, "seed": seed,
+                "train_examples": len(train_set)}
+        return metrics, {"config": used, "loss_first": losses[0], "loss_last": losses[-1]}
+
+    def supervised(self, n: int, seed: int) -> None:
+        started = time.perf_counter()
+        metrics, info = self.fine_tune(self.fewshot(n, seed), self.profile["supervised"], seed)
+        self.record(n, seed, "supervised", metrics, time.perf_counter() - started, info.pop("config"), **info)
+
+    def full_supervised(self) -> None:
+        started = time.perf_counter()
+        metrics, info = self.fine_tune(self.data / "train.jsonl", self.profile["full_supervised"], 1)
+        self.record(None, None, "full_supervised", metrics, time.perf_counter() - started, info.pop("config"), **info)
+
+    def fewshot(self, n: int, seed: int) -> Path:
+        return self.data / "fewshot" / f"n{n}-s{seed}.jsonl"
+
+    # -- zero-shot: the pretrained MLM through each pattern x verbalizer ------------------------
+    def zero_shot(self) -> None:
+        import torch
+
+        from pet.encoding import VerbalizerTokens
+        from pet.metrics import classification_metrics
+        from pet.modeling import autocast, load_masked_lm
+        from pet.scoring import MaskedLMScorer
+        from pet.task import prepare_task
+
+        started = time.perf_counter()
+        # a labelled file is only needed to build the task; zero-shot never reads its labels
+        config = self.run_config(self.fewshot(self.profile["ns"][0], self.profile["seeds"][0]), self.unlabeled())
+        task = prepare_task(config)
+        test = self.table(self.data / "test.jsonl", labels=list(task.labels))
+        model = load_masked_lm(config.model, self.device)
+        model.eval()
+        setup = time.perf_counter() - started
+        for pattern in task.patterns:
+            begun = time.perf_counter()
+            encoder = task.encoder(pattern, self.spec["max_length"])
+            sequences = encoder.encode(test)
+            # one forward pass per pattern: the verbalizers' words are stacked as extra "classes"
+            # (class scores are per row of the word matrix), then split per verbalizer
+            rows = [task.verbalizer_tokens(pattern, v, self.spec["max_length"]) for v in task.verbalizers]
+            width = max(r.ids.size(1) for r in rows)
+            stacked = VerbalizerTokens(
+                ids=torch.cat([torch.nn.functional.pad(r.ids, (0, width - r.ids.size(1))) for r in rows]),
+                mask=torch.cat([torch.nn.functional.pad(r.mask, (0, width - r.mask.size(1))) for r in rows]),
+                words=tuple(w for r in rows for w in r.words),
+            )
+            scorer = MaskedLMScorer(model, stacked, task.tokenizer.mask_token_id, task.tokenizer.pad_token_id or 0)
+            scores = scorer.score(sequences, self.profile["eval_batch_size"], lambda: autocast(self.device, self.precision))
+            wall = (time.perf_counter() - begun) / len(rows) + setup
+            setup = 0.0
+            classes = len(task.labels)
+            for k, verbalizer in enumerate(task.verbalizers):
+                part = scores[:, k * classes : (k + 1) * classes]
+                metrics = classification_metrics(test.labels, part.argmax(-1).tolist(), list(task.labels))
+                self.record(None, None, "zero_shot", metrics, wall, {"max_length": self.spec["max_length"]},
+                            pattern=pattern.id, verbalizer=verbalizer.id)
+
+    # -- PET and iPET through the library's stages ------------------------------------------------
+    def pet(self, n: int, seed: int, iterative: bool) -> None:
+        from pet.distillation import distill
+        from pet.evaluation import evaluate
+        from pet.labelling import label
+        from pet.teachers import train_teachers
+
+        prefix = "ipet" if iterative else "pet"
+        run = Path(self.args.work) / "runs" / f"{self.task}-n{n}-s{seed}-{prefix}"
+        if run.exists() and not self.args.resume_runs:
+            shutil.rmtree(run)  # never mix a half-finished earlier attempt into a result
+        extra: dict[str, Any] = {}
+        if iterative:
+            if "ipet" not in self.keys:
+                raise RuntimeError("this pet has no ipet settings: iPET is not available")
+            extra["ipet"] = {k: v for k, v in self.profile["ipet"].items() if k in self.keys["ipet"]}
+            extra["ipet"]["generations"] = self.ipet_generations(n)
+        config = self.run_config(self.fewshot(n, seed), self.unlabeled(), extra)
+        test_path = self.data / "test.jsonl"
+        started = time.perf_counter()
+        teachers_dir = run / "teachers"
+        manifest = train_teachers(config, teachers_dir)  # iPET's generations when ipet.generations > 0
+        generations = manifest.get("ipet", {}).get("final_generation") if iterative else None
+        trained = time.perf_counter()
+        label(teachers_dir, run / "labels")
+        labelled = time.perf_counter()
+        student = distill(run / "labels", run / "student")
+        distilled = time.perf_counter()
+        teacher_eval = evaluate(teachers_dir, test_path)
+        student_eval = evaluate(run / "student", test_path)
+        evaluated = time.perf_counter()
+        used = config.to_json()
+        for section in ("model", "data", "patterns", "verbalizers"):
+            used.pop(section, None)
+        if not iterative:
+            used.pop("ipet", None)
+            for entry in manifest["teachers"]:
+                metrics = teacher_eval["teachers"][entry["name"]]
+                self.record(n, seed, "pet_teacher", metrics, entry["metrics"].get("seconds", 0.0), {"teachers": used["teachers"]},
+                            teacher=entry["name"], pattern=entry["pattern"], verbalizer=entry["verbalizer"],
+                            weight=entry["weight"], train_accuracy_after=entry["metrics"].get("train_accuracy_after"))
+        timing = {"teachers_s": round(trained - started, 2), "labelling_s": round(labelled - trained, 2),
+                  "distillation_s": round(distilled - labelled, 2), "evaluation_s": round(evaluated - distilled, 2)}
+        self.record(n, seed, f"{prefix}_ensemble", teacher_eval["ensemble"], labelled - started, used,
+                    teachers=len(manifest["teachers"]), generations=generations, timing=timing,
+                    mean_teacher_accuracy=sum(t["accuracy"] for t in teacher_eval["teachers"].values()) / len(teacher_eval["teachers"]))
+        self.record(n, seed, f"{prefix}_student", student_eval, distilled - started, used, timing=timing,
+                    generations=generations, student_loss_last=student["metrics"]["loss_last"])
+        if not self.args.keep_runs:
+            shutil.rmtree(run, ignore_errors=True)
+
+    def ipet_generations(self, n: int) -> int:
+        """The paper's rule: enough generations for |T| * d^k to reach about 1,000 examples."""
+        settings = self.profile["ipet"]
+        if settings.get("generations") is not None:
+            return int(settings["generations"])
+        return max(1, math.ceil(math.log(1000 / n) / math.log(settings["growth"])))
+
+
+# ---------------------------------------------------------------------------------------------
+# Scheduling
+# ---------------------------------------------------------------------------------------------
+def run_job(args: argparse.Namespace, profile: dict[str, Any], task: str, kind: str, n: int | None, seed: int | None) -> str:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    name = f"{task}/{kind}" + ("" if n is None else f"/n{n}-s{seed}")
+    try:
+        job = Job(args, profile, task)
+        if kind == "zero_shot":
+            job.zero_shot()
+        elif kind == "full_supervised":
+            job.full_supervised()
+        elif kind == "supervised":
+            job.supervised(n, seed)
+        elif kind in ("pet", "ipet"):
+            job.pet(n, seed, iterative=kind == "ipet")
+        return f"{name}: ok"
+    except Exception as err:
+        log(f"{name} FAILED: {type(err).__name__}: {err}\n{traceback.format_exc()}")
+        emit(Path(args.out) / "failures.jsonl", {"job": name, "error": f"{type(err).__name__}: {err}",
+                                                 "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+        return f"{name}: FAILED"
+
+
+def plan(profile: dict[str, Any], done: set[tuple]) -> list[tuple]:
+    """Jobs not yet in the results file, in the order of `order` below."""
+    jobs = []
+    cost = {"ipet": 40, "pet": 10, "full_supervised": 6, "supervised": 1, "zero_shot": 1}
+    size = {"sst2": 15, "agnews": 12, "rte": 8}  # teachers per run
+    for task in profile["tasks"]:
+        for kind in profile["methods"]:
+            if kind in ("zero_shot", "full_supervised"):
+                if (task, kind, None, None) not in done:
+                    jobs.append((task, kind, None, None))
+                continue
+            for n in profile["ns"]:
+                for seed in profile["seeds"]:
+                    if (task, kind, n, seed) not in done:
+                        jobs.append((task, kind, n, seed))
+
+    def order(job: tuple) -> tuple:
+        # what the issue's targets need first (sst2 and agnews: n = 32 for PET vs supervised vs the
+        # ceiling, n = 10 for iPET vs PET), then the rest; long jobs first within a tier
+        task, kind, n, seed = job
+        weight = cost[kind] * size[task] * (1 + (n or 0) / 100)
+        target_task = task in ("sst2", "agnews")
+        if kind in ("zero_shot", "full_supervised", "supervised"):
+            tier = 0 if target_task or kind != "supervised" else 3
+        elif kind == "pet":
+            tier = 1 if target_task and n in (10, 32) else 4
+        else:  # ipet
+            tier = 2 if target_task and n == 10 else 5
+        return (tier, -weight)
+
+    return sorted(jobs, key=order)
+
+
+def finished(results: list[dict[str, Any]]) -> set[tuple]:
+    done = set()
+    for row in results:
+        kind = {"pet_student": "pet", "ipet_student": "ipet", "zero_shot": "zero_shot",
+                "supervised": "supervised", "full_supervised": "full_supervised"}.get(row["method"])
+        if kind:
+            done.add((row["task"], kind, row["n"], row["seed"]))
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="small")
+    parser.add_argument("--out", help="results folder (JSONL, table, plot); default benchmarks/results, "
+                                      "benchmarks/results/small for --profile small")
+    parser.add_argument("--shared", default=str(REPO.parent / "shared"), help="folder holding data/ and models/")
+    parser.add_argument("--data", help="default: SHARED/data")
+    parser.add_argument("--model", help="default: SHARED/models/minilm-l6-mlm")
+    parser.add_argument("--work", help="run folders (teacher checkpoints, deleted per run); default: a folder in the "
+                                       "system temp dir, so nothing large lands in the repository")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes (a GPU takes several)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: cores / jobs)")
+    parser.add_argument("--tasks", nargs="+", help="subset of the profile's tasks")
+    parser.add_argument("--ns", nargs="+", type=int, help="subset of the profile's n")
+    parser.add_argument("--seeds", nargs="+", type=int, help="subset of the profile's few-shot seeds")
+    parser.add_argument("--methods", nargs="+", help="subset of: zero_shot supervised pet ipet full_supervised")
+    parser.add_argument("--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="override a profile value, e.g. --set teachers.steps 20 (JSON values)")
+    parser.add_argument("--fresh", action="store_true", help="start a new results file instead of resuming")
+    parser.add_argument("--keep-runs", action="store_true", help="keep teacher/student folders")
+    parser.add_argument("--resume-runs", action="store_true",
+                        help="continue interrupted run folders (pet's stages skip what finished with the same config)")
+    parser.add_argument("--report-only", action="store_true", help="only rebuild the table and plot")
+    args = parser.parse_args(argv)
+    shared = Path(args.shared)
+    args.data = args.data or str(shared / "data")
+    args.model = args.model or str(shared / "models" / "minilm-l6-mlm")
+    default_out = REPO / "benchmarks" / "results"
+    out = Path(args.out) if args.out else default_out / "small" if args.profile == "small" and not args.report_only else default_out
+    args.out = str(out)
+    out.mkdir(parents=True, exist_ok=True)
+    args.work = args.work or str(Path(tempfile.gettempdir()) / f"pet-fewshot-{args.profile}")
+    if args.report_only:
+        from report import report  # benchmarks/report.py
+
+        report(out)
+        return 0
+    profile = copy.deepcopy(PROFILES[args.profile])
+    for key in ("tasks", "ns", "seeds", "methods"):
+        if getattr(args, key):
+            profile[key] = getattr(args, key)
+    for key, value in args.set:
+        node = profile
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = json.loads(value)
+    if args.threads <= 0:
+        args.threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
+    results_path = out / RESULTS
+    if args.fresh and results_path.exists():
+        results_path.unlink()
+    jobs = plan(profile, finished(read_results(results_path)))
+    log(f"profile {args.profile}: {len(jobs)} jobs, {args.jobs} workers x {args.threads} threads; results -> {results_path}")
+    started = time.perf_counter()
+    if args.jobs == 1:
+        for job in jobs:
+            log(run_job(args, profile, *job))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(run_job, args, profile, *job) for job in jobs]
+            for future in as_completed(futures):
+                try:
+                    log(future.result())
+                except Exception as err:  # a worker process died (e.g. killed); the others go on
+                    log(f"worker lost: {type(err).__name__}: {err}")
+    log(f"all jobs done in {time.perf_counter() - started:.0f}s")
+    if not args.keep_runs:
+        shutil.rmtree(Path(args.work) / "runs", ignore_errors=True)
+    try:
+        from report import report
+
+        report(out)
+    except ImportError as err:  # matplotlib missing: the raw results are still there
+        log(f"no table/plot: {err}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Tables and the plot of the few-shot benchmark, built from its JSON lines alone.
+
+``report(out)`` reads ``out/fewshot.jsonl`` and writes ``out/table.md`` (mean ± sample std over the
+few-shot seeds), ``out/fewshot.png`` (accuracy against the number of labels, one panel per task),
+and refreshes the block between the result markers of BENCHMARKS.md when that file has them.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+TASK_ORDER = ["sst2", "agnews", "rte"]
+CLASSES = {"sst2": 2, "agnews": 4, "rte": 2}
+# (key, label in the table/plot); the per-seed value of a key is computed by `per_seed`
+ROWS = [
+    ("zero_shot_mean", "1. zero-shot, mean over patterns x verbalizers (no labels: same in every column)"),
+    ("zero_shot_best", "1. zero-shot, best pattern x verbalizer (chosen on test: an upper bound)"),
+    ("supervised", "2. supervised fine-tuning on the n examples"),
+    ("pet_teacher", "3. PET teachers, mean of single teachers"),
+    ("pet_ensemble", "4. PET ensemble (wmean), no distillation"),
+    ("pet_student", "5. PET student (distilled)"),
+    ("ipet_ensemble", "iPET final-generation ensemble"),
+    ("ipet_student", "6. iPET student (distilled)"),
+    ("full_supervised", "7. supervised on the full train set (ceiling; one run, same in every column)"),
+]
+
+
+def read(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def aggregate(rows: list[dict[str, Any]], metric: str = "accuracy") -> dict[tuple[str, str, int | None], list[float]]:
+    """{(task, key, n): [value per few-shot seed]}; n is None for the methods that use no few-shot file."""
+    # last line wins if a run was repeated
+    latest: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        ident = (row["task"], row["method"], row["n"], row["seed"], row.get("teacher"), row.get("pattern"), row.get("verbalizer"))
+        latest[ident] = row
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    teachers: dict[tuple, list[float]] = defaultdict(list)
+    zero: dict[str, list[float]] = defaultdict(list)
+    for row in latest.values():
+        value = row.get(metric)
+        if value is None:
+            continue
+        method = row["method"]
+        if method == "zero_shot":
+            zero[row["task"]].append(value)
+        elif method == "pet_teacher":
+            teachers[(row["task"], row["n"], row["seed"])].append(value)
+        elif method == "full_supervised":
+            groups[(row["task"], method, None)].append(value)
+        else:
+            groups[(row["task"], method, row["n"])].append(value)
+    for (task, n, seed), values in teachers.items():
+        groups[(task, "pet_teacher", n)].append(statistics.fmean(values))
+    for task, values in zero.items():
+        groups[(task, "zero_shot_mean", None)] = [statistics.fmean(values)]
+        groups[(task, "zero_shot_best", None)] = [max(values)]
+    return groups
+
+
+def seeds_of(rows: list[dict[str, Any]], task: str, method: str, n: int) -> int:
+    return len({r["seed"] for r in rows if r["task"] == task and r["method"] == method and r["n"] == n})
+
+
+def tables(rows: list[dict[str, Any]]) -> str:
+    acc, f1 = aggregate(rows, "accuracy"), aggregate(rows, "macro_f1")
+    tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in rows)]
+    ns = sorted({r["n"] for r in rows if r["n"] is not None})
+    out = []
+    for task in tasks:
+        out.append(f"**{task}** (test: {next(r['test_examples'] for r in rows if r['task'] == task and r.get('test_examples'))} "
+                   f"examples, {CLASSES.get(task, '?')} classes). Accuracy % (macro-F1 %), mean ± std over few-shot seeds\n")
+        out.append("| method | " + " | ".join(f"n = {n}" for n in ns) + " |")
+        out.append("| --- | " + " | ".join("---" for _ in ns) + " |")
+        for key, name in ROWS:
+            cells = []
+            for n in ns:
+                lookup = None if key in ("zero_shot_mean", "zero_shot_best", "full_supervised") else n
+                values = acc.get((task, key, lookup))
+                if not values:
+                    cells.append("–")
+                    continue
+                m, s = mean_std(values)
+                fm, _ = mean_std(f1[(task, key, lookup)]) if f1.get((task, key, lookup)) else (float("nan"), 0)
+                spread = f" ± {100 * s:.1f}" if len(values) > 1 else ""
+                cells.append(f"{100 * m:.1f}{spread} ({100 * fm:.1f})")
+            if any(c != "–" for c in cells) or key != "ipet_ensemble":  # a dash: not run (yet)
+                out.append(f"| {name} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def targets(rows: list[dict[str, Any]]) -> str:
+    acc = aggregate(rows, "accuracy")
+    lines = ["| target (mean over sst2 and agnews) | measured | met? |", "| --- | --- | --- |"]
+
+    def avg(key: str, n: int | None) -> float | None:
+        values = [statistics.fmean(acc[(t, key, n)]) for t in ("sst2", "agnews") if acc.get((t, key, n))]
+        return statistics.fmean(values) if len(values) == 2 else None
+
+    student, sup, full = avg("pet_student", 32), avg("supervised", 32), avg("full_supervised", None)
+    if student is not None and sup is not None:
+        gain = 100 * (student - sup)
+        verdict = "yes (stretch too)" if gain >= 15 else "yes" if gain >= 10 else "no"
+        lines.append(f"| PET student − supervised at n = 32: ≥ +10 points (stretch +15) | {gain:+.1f} points "
+                     f"({100 * student:.1f} vs {100 * sup:.1f}) | {verdict} |")
+    else:
+        lines.append("| PET student − supervised at n = 32: ≥ +10 points (stretch +15) | results missing for sst2 or agnews | pending |")
+    if student is not None and full is not None:
+        ratios = [statistics.fmean(acc[(t, "pet_student", 32)]) / acc[(t, "full_supervised", None)][0] for t in ("sst2", "agnews")]
+        ratio = 100 * statistics.fmean(ratios)
+        verdict = "yes (stretch too)" if ratio >= 95 else "yes" if ratio >= 90 else "no"
+        lines.append(f"| PET student at n = 32 / full-data ceiling: ≥ 90% (stretch 95%) | {ratio:.1f}% "
+                     f"(sst2 {100 * ratios[0]:.1f}%, agnews {100 * ratios[1]:.1f}%) | {verdict} |")
+    else:
+        lines.append("| PET student at n = 32 / full-data ceiling: ≥ 90% (stretch 95%) | results missing for sst2 or agnews | pending |")
+    ipet, pet = avg("ipet_student", 10), avg("pet_student", 10)
+    if ipet is not None and pet is not None:
+        lines.append(f"| iPET student > PET student at n = 10 | {100 * ipet:.1f} vs {100 * pet:.1f} "
+                     f"({100 * (ipet - pet):+.1f} points) | {'yes' if ipet > pet else 'no'} |")
+    else:
+        lines.append("| iPET student > PET student at n = 10 | results missing for sst2 or agnews | pending |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    acc = aggregate(rows, "accuracy")
+    tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in rows)]
+    ns = sorted({r["n"] for r in rows if r["n"] is not None})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4.4), squeeze=False)
+    styles = {
+        "supervised": ("supervised (n labels)", "tab:gray", "s"),
+        "pet_teacher": ("PET teachers (mean)", "tab:cyan", "v"),
+        "pet_ensemble": ("PET ensemble", "tab:blue", "^"),
+        "pet_student": ("PET student", "tab:red", "o"),
+        "ipet_student": ("iPET student", "tab:purple", "D"),
+    }
+    for ax, task in zip(axes[0], tasks):
+        for key, (name, color, marker) in styles.items():
+            points = [(n, *mean_std(acc[(task, key, n)])) for n in ns if acc.get((task, key, n))]
+            if points:
+                xs, ms, ss = zip(*points)
+                ax.errorbar(xs, [100 * m for m in ms], yerr=[100 * s for s in ss], label=name, color=color,
+                            marker=marker, capsize=3, linewidth=1.6)
+        for key, name, style, color in (("full_supervised", "full train set (ceiling)", "--", "black"),
+                                        ("zero_shot_best", "zero-shot, best pattern (oracle)", "-.", "tab:green"),
+                                        ("zero_shot_mean", "zero-shot, mean of patterns", ":", "tab:green")):
+            if acc.get((task, key, None)):
+                ax.axhline(100 * acc[(task, key, None)][0], linestyle=style, color=color, label=name, linewidth=1.2)
+        ax.axhline(100 / CLASSES.get(task, 2), color="lightgray", linewidth=1, label="chance")
+        ax.set_xscale("log")
+        ax.set_xlim(min(ns) * 0.8, max(ns) * 1.25)
+        ax.set_xticks(ns)
+        ax.set_xticklabels([str(n) for n in ns])
+        ax.minorticks_off()
+        ax.set_title(task)
+        ax.set_xlabel("labelled examples (n)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    handles, labels, seen = [], [], set()
+    for ax in axes[0]:  # a method may be missing from some panels
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            if name not in seen:
+                seen.add(name)
+                handles.append(handle)
+                labels.append(name)
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    fig.suptitle("PET vs supervised fine-tuning, minilm-l6-mlm backbone (mean ± std over few-shot seeds; "
+                 "a missing point was not run, see BENCHMARKS.md)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.12, 1, 0.96))
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def report(out: Path, benchmarks_md: Path | None = REPO / "BENCHMARKS.md") -> str:
+    rows = read(out / "fewshot.jsonl")
+    if not rows:
+        return ""
+    text = tables(rows) + "\n" + targets(rows) + "\n"
+    (out / "table.md").write_text(text, encoding="utf-8")
+    try:
+        plot(rows, out / "fewshot.png")
+    except ImportError:
+        pass
+    if benchmarks_md is not None and benchmarks_md.exists():
+        doc = benchmarks_md.read_text(encoding="utf-8")
+        if START in doc and END in doc and out.resolve() == (REPO / "benchmarks" / "results").resolve():
+            head, rest = doc.split(START, 1)
+            _, tail = rest.split(END, 1)
+            benchmarks_md.write_text(f"{head}{START}\n{text}{END}{tail}", encoding="utf-8")
+    return text

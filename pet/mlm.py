@@ -1,0 +1,86 @@
+"""The auxiliary masked-language-modelling loss of stage A (PET paper, section 3.1).
+
+Each training step draws one labelled batch and ``unlabeled_ratio`` (3) times as many unlabeled
+examples. The unlabeled text is rendered through the teacher's own pattern, then masked BERT-style:
+each *eligible* token becomes a target with probability ``mlm_probability`` (15%); a target is
+replaced by the mask token 80% of the time, by a random token 10%, and kept 10%. The loss is
+``(1 - a) * CE + a * MLM`` with a = ``teachers.mlm_weight``.
+
+Eligible means: a real token (attention 1, so never padding), not a special token of the tokenizer
+([CLS], [SEP], <s>, </s>, [UNK], ...) and not a mask token. The last rule keeps the pattern's own
+mask slot(s) out of the targets: PET's reference implementation masks the rendered pattern without
+this check, so it trains the model to predict "[MASK]" at the mask slot, padding and separators.
+Random replacements are drawn from the non-special vocabulary.
+
+The masking randomness comes from a generator seeded with the teacher's derived seed, so a resumed
+or repeated run draws exactly the same targets.
+
+Default a = 1e-4 as in the paper. The term looks negligible next to CE, but AdamW normalises each
+parameter's update by its gradient scale, so the embeddings and MLM head rows that CE never touches
+still move by a full learning-rate step and keep the model's language modelling intact. It costs one
+extra forward/backward pass over 3x the batch per step; ``--teachers.mlm_weight 0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pet import maths
+
+IGNORE = -100
+
+
+class MlmMasker:
+    """Seeded 15% / 80-10-10 masking that never targets padding, special tokens or mask slots."""
+
+    def __init__(self, tokenizer, vocab_size: int, probability: float = 0.15, seed: int = 0):
+        if tokenizer.mask_token_id is None:
+            raise ValueError("the tokenizer has no mask token")
+        self.mask_id = int(tokenizer.mask_token_id)
+        special = {int(i) for i in tokenizer.all_special_ids if i is not None}
+        special.add(self.mask_id)
+        if tokenizer.pad_token_id is not None:
+            special.add(int(tokenizer.pad_token_id))
+        self.special_ids = torch.tensor(sorted(special), dtype=torch.long)
+        self.random_ids = torch.tensor([i for i in range(vocab_size) if i not in special], dtype=torch.long)
+        self.probability = probability
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def eligible(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, L] True where a token may become an MLM target."""
+        return attention_mask.bool() & ~torch.isin(input_ids, self.special_ids.to(input_ids.device))
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(masked input ids, targets): targets hold the original id at target positions, -100 elsewhere."""
+        device = input_ids.device
+        ids, attention = input_ids.cpu(), attention_mask.cpu()
+        eligible = self.eligible(ids, attention)
+        shape = ids.shape
+        chosen = (torch.rand(shape, generator=self.generator) < self.probability) & eligible
+        action = torch.rand(shape, generator=self.generator)
+        replacement = self.random_ids[torch.randint(len(self.random_ids), shape, generator=self.generator)]
+        targets = torch.where(chosen, ids, torch.full_like(ids, IGNORE))
+        masked = ids.clone()
+        to_mask = chosen & (action < 0.8)
+        to_random = chosen & (action >= 0.8) & (action < 0.9)
+        masked[to_mask] = self.mask_id
+        masked[to_random] = replacement[to_random]
+        return masked.to(device), targets.to(device)
+
+
+def mlm_loss(scorer, input_ids: torch.Tensor, attention_mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean MLM cross-entropy at the target positions; vocabulary logits are computed there only."""
+    rows, cols = (targets != IGNORE).nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        return sum(p.sum() for p in scorer.model.parameters() if p.requires_grad) * 0.0
+    logits = scorer.hidden_to_logits(input_ids, attention_mask, rows, cols)  # [T, V]
+    return maths.masked_lm_loss(logits, targets[rows, cols])
+
+
+def teacher_loss(scorer, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                 mlm_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, mlm_weight: float) -> torch.Tensor:
+    """One stage-A step's loss: CE over class scores, mixed with the MLM loss when a batch is given."""
+    ce = maths.class_cross_entropy(scorer.class_scores(input_ids, attention_mask), labels)
+    if mlm_batch is None or mlm_weight == 0:
+        return ce
+    return maths.mixed_loss(ce, mlm_loss(scorer, *mlm_batch), mlm_weight)

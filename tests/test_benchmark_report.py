@@ -1,0 +1,59 @@
+"""The few-shot benchmark's aggregation (benchmarks/report.py) on hand-made result lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import report  # noqa: E402
+
+
+def line(task, method, n=None, seed=None, accuracy=0.5, **extra):
+    return {"task": task, "method": method, "n": n, "seed": seed, "accuracy": accuracy, "macro_f1": accuracy,
+            "test_examples": 100, **extra}
+
+
+def test_teachers_are_averaged_per_seed_then_over_seeds():
+    rows = [line("sst2", "pet_teacher", 32, 1, 0.6, teacher="a"), line("sst2", "pet_teacher", 32, 1, 0.8, teacher="b"),
+            line("sst2", "pet_teacher", 32, 2, 0.9, teacher="a")]
+    groups = report.aggregate(rows)
+    assert sorted(groups[("sst2", "pet_teacher", 32)]) == pytest.approx([0.7, 0.9])
+
+
+def test_zero_shot_mean_and_best_and_repeated_lines():
+    rows = [line("agnews", "zero_shot", accuracy=0.4, pattern="p", verbalizer="v"),
+            line("agnews", "zero_shot", accuracy=0.6, pattern="q", verbalizer="v"),
+            line("agnews", "zero_shot", accuracy=0.2, pattern="q", verbalizer="v")]  # a rerun replaces q/v
+    groups = report.aggregate(rows)
+    assert groups[("agnews", "zero_shot_mean", None)] == pytest.approx([0.3])
+    assert groups[("agnews", "zero_shot_best", None)] == pytest.approx([0.4])
+
+
+def test_targets_are_decided_only_with_both_tasks():
+    rows = []
+    for task in ("sst2", "agnews"):
+        rows.append(line(task, "full_supervised", accuracy=0.9))
+        for seed in (1, 2, 3):
+            rows += [line(task, "pet_student", 32, seed, 0.85), line(task, "supervised", 32, seed, 0.70),
+                     line(task, "pet_student", 10, seed, 0.80), line(task, "ipet_student", 10, seed, 0.82)]
+    text = report.targets(rows)
+    assert "+15.0 points" in text and "yes (stretch too)" in text
+    assert "94.4%" in text
+    assert "| yes |" in text  # iPET above PET at n = 10
+    partial = report.targets([r for r in rows if r["task"] == "sst2"])
+    assert partial.count("pending") == 3
+
+
+def test_report_writes_table_without_touching_other_docs(tmp_path):
+    rows = [line("rte", "supervised", 10, s, 0.5 + s / 100) for s in (1, 2, 3)]
+    (tmp_path / "fewshot.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text(f"before\n{report.START}\nold\n{report.END}\nafter\n")
+    text = report.report(tmp_path, benchmarks_md=doc)
+    assert "52.0 ± 1.0" in text
+    assert (tmp_path / "table.md").read_text() == text
+    assert "old" in doc.read_text()  # only the repository's own results folder refreshes BENCHMARKS.md

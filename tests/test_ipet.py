@@ -1,0 +1,187 @@
+"""iPET: generation sizes, label distribution, other-teachers-only labelling, files, resume, zero-shot iPET."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from conftest import write_jsonl, write_project
+from typer.testing import CliRunner
+
+from pet.cli import app
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_split_counts_and_sizes():
+    from pet.ipet import generation_size, split_counts
+
+    assert split_counts(8, [6.0, 2.0]) == [6, 2]
+    assert split_counts(10, [1.0, 1.0, 1.0]) == [4, 3, 3]
+    assert sum(split_counts(37, [5.0, 3.0, 1.0])) == 37
+    assert [generation_size(10, j, 5.0, 10) for j in (1, 2, 3)] == [50, 250, 1250]  # |T| * d^j
+    assert [generation_size(0, j, 5.0, 10) for j in (1, 2, 3)] == [10, 50, 250]  # zero-shot: 10 * d^(j-1)
+
+
+def skewed_project(folder, model):
+    """6 positive and 2 negative labelled examples, so that preserving the distribution is visible."""
+    config = write_project(folder, model)
+    rows = [{"id": f"t{i}", "text": t, "label": "positive"} for i, t in
+            enumerate(["a great movie", "really good food", "loved the story", "the best film", "good acting", "loved it"])]
+    rows += [{"id": "t6", "text": "a terrible movie", "label": "negative"}, {"id": "t7", "text": "hated it", "label": "negative"}]
+    write_jsonl(folder / "train.jsonl", rows)
+    return config
+
+
+IPET = {"ipet.generations": 2, "ipet.growth": 2, "ipet.teacher_fraction": 0.5, "teachers.seeds": [1, 2], "teachers.steps": 2}
+
+
+@pytest.fixture(scope="module")
+def ipet_run(tmp_path_factory, tiny_bert):
+    from pet.config import load_config
+    from pet.teachers import train_teachers
+
+    folder = tmp_path_factory.mktemp("ipet")
+    config = load_config(skewed_project(folder, tiny_bert), IPET)
+    manifest = train_teachers(config, folder / "teachers")
+    return folder, manifest
+
+
+def test_generation_sizes_and_files(ipet_run):
+    folder, manifest = ipet_run
+    generations = manifest["ipet"]["generations"]
+    assert [g["generation"] for g in generations] == [0, 1, 2]
+    assert [g["training_examples"] for g in generations] == [8, 16, 32]  # |T| * d^j with d = 2
+    assert [len(g["teachers"]) for g in generations] == [4, 4, 4]
+    assert manifest["teachers"] == generations[2]["teachers"]  # the final generation feeds stage B
+    assert all(e["path"].startswith("g2/") for e in manifest["teachers"])
+    for generation in generations[1:]:
+        for entry in generation["teachers"]:
+            rows = read_jsonl(folder / "teachers" / entry["training_set"])
+            assert len(rows) == generation["training_examples"]
+            original, added = rows[:8], rows[8:]
+            assert [r["id"] for r in original] == [f"t{i}" for i in range(8)]
+            assert all(r["source"] == "labelled" and r["probability"] is None for r in original)
+            assert all(r["source"] == "ipet" and 0 < r["probability"] <= 1 for r in added)
+            assert set(rows[0]) == {"id", "text", "label", "source", "probability"}
+            # The label distribution of the labelled set (6:2) is kept.
+            positive = sum(r["label"] == "positive" for r in added)
+            assert (positive, len(added) - positive) == (6 * len(added) // 8, 2 * len(added) // 8)
+    assert not list((folder / "teachers").rglob("*.bin")) and not list((folder / "teachers").rglob("*.pkl"))
+
+
+def test_labelled_by_other_teachers_of_the_previous_generation_only(ipet_run):
+    folder, manifest = ipet_run
+    generations = manifest["ipet"]["generations"]
+    for previous, current in zip(generations, generations[1:]):
+        names = {e["name"] for e in previous["teachers"]}
+        for entry in current["teachers"]:
+            record = json.loads((folder / "teachers" / entry["path"] / "teacher.json").read_text())
+            assert record["generation"] == current["generation"]
+            assert len(record["labelled_by"]) == 2  # round(0.5 * 3 others)
+            assert entry["name"] not in record["labelled_by"]
+            assert set(record["labelled_by"]) <= names
+    seeds = [e["derived_seed"] for g in generations for e in g["teachers"]]
+    assert len(set(seeds)) == len(seeds)  # a generation's seed differs from the same teacher's earlier one
+
+
+def test_added_examples_follow_the_ensemble_of_the_chosen_teachers(ipet_run):
+    """Each added example carries the label the chosen teachers' ensemble predicts, with its probability."""
+    from safetensors.torch import load_file
+
+    from pet import maths
+
+    folder, manifest = ipet_run
+    generation = manifest["ipet"]["generations"][1]
+    previous = {e["name"]: e for e in manifest["ipet"]["generations"][0]["teachers"]}
+    unlabeled = {r["id"]: i for i, r in enumerate(read_jsonl(folder / "unlabeled.jsonl"))}
+    for entry in generation["teachers"]:
+        record = json.loads((folder / "teachers" / entry["path"] / "teacher.json").read_text())
+        chosen = [previous[name] for name in record["labelled_by"]]
+        logits = torch.stack([load_file(str(folder / "teachers" / e["path"] / "unlabeled_logits.safetensors"))["logits"] for e in chosen])
+        weights = torch.tensor([e["weight"] for e in chosen])
+        probs = torch.softmax(maths.ensemble_logits(logits, weights if weights.sum() > 0 else None), -1)
+        predicted = probs.argmax(-1)
+        for row in read_jsonl(folder / "teachers" / entry["training_set"])[8:]:
+            label = ["negative", "positive"].index(row["label"])
+            p = probs[unlabeled[row["id"]]]
+            if (predicted == label).any():
+                assert int(p.argmax()) == label
+            else:  # the (random) ensemble never predicts this label: the most likely examples stand in
+                assert unlabeled[row["id"]] in torch.argsort(probs[:, label], descending=True)[:100].tolist()
+            assert row["probability"] == pytest.approx(float(p[label]), rel=1e-5)
+
+
+def test_ipet_is_deterministic_and_resumes(ipet_run, tmp_path, tiny_bert):
+    from pet.config import load_config
+    from pet.teachers import train_teachers
+
+    folder, manifest = ipet_run
+    config = load_config(skewed_project(tmp_path, tiny_bert), IPET)
+    out = tmp_path / "teachers"
+    train_teachers(config, out)
+    # Interrupt: lose the manifest, one generation-1 teacher with its set, and all of generation 2.
+    victim = manifest["ipet"]["generations"][1]["teachers"][1]
+    (out / "manifest.json").unlink()
+    shutil.rmtree(out / victim["path"])
+    (out / victim["training_set"]).unlink()
+    shutil.rmtree(out / "g2")
+    again = train_teachers(config, out)
+    for generation in (1, 2):
+        for entry in manifest["ipet"]["generations"][generation]["teachers"]:
+            assert (out / entry["training_set"]).read_text() == (folder / "teachers" / entry["training_set"]).read_text()
+    losses = lambda m: [e["metrics"]["loss_last"] for e in m["teachers"]]
+    assert losses(again) == losses(manifest)
+
+
+def test_label_and_evaluate_use_the_final_generation(ipet_run, tmp_path):
+    folder, manifest = ipet_run
+    result = CliRunner().invoke(app, ["label", str(folder / "teachers"), "-o", str(tmp_path / "labels")])
+    assert result.exit_code == 0, result.output
+    labels = json.loads((tmp_path / "labels" / "manifest.json").read_text())
+    assert labels["teachers"] == [e["name"] for e in manifest["teachers"]]
+    evaluated = CliRunner().invoke(app, ["evaluate", str(folder / "teachers"), "--data", str(folder / "test.jsonl"), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert len(json.loads(evaluated.stdout)["teachers"]) == 4
+
+
+def test_zero_shot_ipet_end_to_end(tmp_path, tiny_bert):
+    config = write_project(tmp_path, tiny_bert)
+    config.write_text(config.read_text().replace("  train: train.jsonl\n", ""))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(config), "-o", str(run), "--teachers.zero_shot", "true",
+                                      "--ipet.generations", "1", "--ipet.zero_shot_examples", "4",
+                                      "--ipet.zero_shot_candidates", "5", "--teachers.seeds", "[1]"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((run / "teachers" / "manifest.json").read_text())
+    first, second = manifest["ipet"]["generations"]
+    assert [e["name"] for e in first["teachers"]] == ["it-was--bad-good--zero-shot", "just--bad-good--zero-shot"]
+    assert [e["name"] for e in second["teachers"]] == ["it-was--bad-good--s1", "just--bad-good--s1"]
+    assert manifest["teachers"] == second["teachers"] and all(e["weight"] is None for e in second["teachers"])
+    from safetensors.torch import load_file
+
+    unlabeled = [r["id"] for r in read_jsonl(tmp_path / "unlabeled.jsonl")]
+    for entry in second["teachers"]:
+        rows = read_jsonl(run / "teachers" / entry["training_set"])
+        assert len(rows) == 4 and sorted(r["label"] for r in rows) == ["negative", "negative", "positive", "positive"]
+        assert all(r["source"] == "ipet" for r in rows)
+        # Labelled by the other pattern's zero-shot teacher, from its 5 most confident examples per label.
+        other = next(e for e in first["teachers"] if e["pattern"] != entry["pattern"])
+        probs = torch.softmax(load_file(str(run / "teachers" / other["path"] / "unlabeled_logits.safetensors"))["logits"], -1)
+        for row in rows:
+            label = ["negative", "positive"].index(row["label"])
+            top = torch.argsort(probs[:, label], descending=True, stable=True)[:5].tolist()
+            assert unlabeled.index(row["id"]) in top
+            assert row["probability"] == pytest.approx(float(probs[unlabeled.index(row["id"]), label]), rel=1e-5)
+    assert json.loads((run / "labels" / "manifest.json").read_text())["ensemble"] == "mean"
+
+
+def test_ipet_needs_two_teachers(tmp_path, tiny_bert):
+    config = write_project(tmp_path, tiny_bert)
+    result = CliRunner().invoke(app, ["train-teachers", str(config), "-o", str(tmp_path / "t"), "--ipet.generations", "1",
+                                      "--patterns.ids", "[just]"])
+    assert result.exit_code == 1 and "at least two teachers" in result.output

@@ -1,0 +1,94 @@
+"""Stage B streams: its memory does not grow with the texts of the unlabeled file.
+
+A fast stand-in for benchmarks/label_memory.py (which measures peak RSS on 300,000 lines). Python's
+tracemalloc counts the Python objects that streaming must avoid keeping: texts, ids and token-id
+lists. Stage B runs on 1,000 and on 6,000 unlabeled texts, in chunks of 500 rows; the growth of its
+peak between the two must be a small fraction of what holding 6,000 texts and their token ids
+costs, measured the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from pathlib import Path
+
+from conftest import write_project
+from typer.testing import CliRunner
+
+from pet.cli import app
+
+ADJECTIVES = ["great", "good", "excellent", "wonderful", "awesome", "fine", "terrible", "bad", "awful", "boring", "poor", "dull"]
+NOUNS = ["movie", "film", "book", "food", "hotel", "story", "plot", "acting", "service", "room", "place", "music"]
+
+
+def teachers_for(root: Path, model: Path, count: int) -> Path:
+    config = write_project(root, model)
+    config.write_text(config.read_text().replace("teachers:\n", "teachers:\n  mlm_weight: 0\n"))
+    with (root / "unlabeled.jsonl").open("w", encoding="utf-8") as handle:
+        for i in range(count):
+            text = f"the {NOUNS[(i // 12) % 12]} was {ADJECTIVES[i % 12]} and the {NOUNS[i % 12]} {ADJECTIVES[(i // 144) % 12]}"
+            handle.write(json.dumps({"id": f"u-{i}", "text": text}) + "\n")
+    teachers = root / "run" / "teachers"
+    result = CliRunner().invoke(app, ["train-teachers", str(config), "-o", str(teachers), "--patterns.ids", "[it-was]"])
+    assert result.exit_code == 0, result.output
+    return teachers
+
+
+def traced_peak(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_labelling_memory_does_not_grow_with_the_texts(tmp_path, tiny_bert, monkeypatch):
+    import torch
+
+    import pet.data
+    import pet.labelling
+
+    monkeypatch.setattr(pet.labelling, "CHUNK", 500)
+    monkeypatch.setattr(pet.data, "ID_BLOCK", 500)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model gains nothing from more, and a busy machine loses a lot
+    try:
+        run_comparison(tmp_path, tiny_bert)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_comparison(tmp_path: Path, tiny_bert: Path) -> None:
+    import pet.labelling
+    from pet.artifacts import read_manifest
+    from pet.config import config_from_json
+    from pet.encoding import PatternEncoder
+    from pet.modeling import load_tokenizer
+    from pet.patterns import pattern_from_json
+    from pet.task import open_table
+
+    small, large = teachers_for(tmp_path / "small", tiny_bert, 1_000), teachers_for(tmp_path / "large", tiny_bert, 6_000)
+    # A first run warms caches (imports, datasets' Arrow conversion is per file, so convert both first).
+    for teachers in (small, large):
+        manifest = read_manifest(teachers, "teachers")
+        open_table(config_from_json(manifest["config"]), Path(manifest["config"]["data"]["unlabeled"]), "unlabeled", None, False)
+    pet.labelling.label(small, tmp_path / "warm")
+    peaks = {name: traced_peak(lambda t=t, name=name: pet.labelling.label(t, tmp_path / f"labels-{name}"))
+             for name, t in (("small", small), ("large", large))}
+
+    manifest = read_manifest(large, "teachers")
+    config = config_from_json(manifest["config"])
+    tokenizer = load_tokenizer(config.model)
+
+    def everything() -> None:
+        examples = open_table(config, config.data.unlabeled, "unlabeled", None, labelled=False).read_all()
+        encoded = PatternEncoder(pattern_from_json(manifest["patterns"][0]), tokenizer, 64).encode(examples)
+        assert len(encoded) == 6_000
+
+    in_memory = traced_peak(everything)
+    growth = peaks["large"] - peaks["small"]
+    print(f"stage B traced peak: {peaks}; all texts and token ids in memory: {in_memory}")
+    assert in_memory > 2_000_000  # the comparison means something: 6,000 texts and token ids take megabytes
+    assert growth < in_memory / 5, f"stage B grew by {growth} bytes for 5,000 more texts; holding them costs {in_memory}"
