@@ -79,16 +79,23 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
         raise PetError(f"cannot load a tokenizer from '{name}': {first_line(err)}") from None
 
 
-def load_masked_lm(name: str, device: torch.device, trust_remote_code: bool = False, warn_new_head: bool = True):
-    """Load an AutoModelForMaskedLM in float32 and warn if its MLM head was newly initialised."""
-    from transformers import AutoConfig, AutoModelForMaskedLM
+def load_model_config(name: str, trust_remote_code: bool = False, hint: str = ""):
+    """The AutoConfig of a local folder or Hub id; a failure becomes one PetError line (plus ``hint``)."""
+    from transformers import AutoConfig
 
     quiet_transformers()
     check_model_path(name)
     try:
-        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+        return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     except Exception as err:
-        raise PetError(f"cannot load model config from '{name}': {first_line(err)}") from None
+        raise PetError(f"cannot load model config from '{name}': {first_line(err)}{hint}") from None
+
+
+def load_masked_lm(name: str, device: torch.device, trust_remote_code: bool = False, warn_new_head: bool = True):
+    """Load an AutoModelForMaskedLM in float32 and warn if its MLM head was newly initialised."""
+    from transformers import AutoModelForMaskedLM
+
+    config = load_model_config(name, trust_remote_code)
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(
             name, config=config, dtype=torch.float32, output_loading_info=True, trust_remote_code=trust_remote_code
@@ -110,15 +117,9 @@ def load_masked_lm(name: str, device: torch.device, trust_remote_code: bool = Fa
 
 def check_masked_lm(name: str, trust_remote_code: bool = False) -> None:
     """Fail before any training if ``name`` is not a masked LM (reads only its config)."""
-    from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING
 
-    quiet_transformers()
-    check_model_path(name)
-    try:
-        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
-    except Exception as err:
-        raise PetError(f"cannot load model config from '{name}': {first_line(err)}; point model at a masked LM folder or Hub id") from None
+    config = load_model_config(name, trust_remote_code, hint="; point model at a masked LM folder or Hub id")
     if getattr(config, "auto_map", None) and trust_remote_code:
         return  # custom code: let AutoModelForMaskedLM decide
     if type(config) not in MODEL_FOR_MASKED_LM_MAPPING:
@@ -134,14 +135,7 @@ def check_classifier_labels(name: str, labels: list[str], trust_remote_code: boo
     A checkpoint whose config names other labels (not the default LABEL_0, LABEL_1, ...) would have its
     trained head silently reused for other classes, or dropped; neither is what a user means.
     """
-    from transformers import AutoConfig
-
-    quiet_transformers()
-    check_model_path(name)
-    try:
-        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
-    except Exception as err:
-        raise PetError(f"cannot load model config from '{name}': {first_line(err)}") from None
+    config = load_model_config(name, trust_remote_code)
     id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
     theirs = [id2label[i] for i in sorted(id2label)]
     if not theirs or all(label == f"LABEL_{i}" for i, label in enumerate(theirs)):
