@@ -100,7 +100,7 @@ class PatternEncoder:
         field_tokens: dict[int, list[list[int]]] = {}
         for index, seg in enumerate(segments):
             if seg.kind == "field":
-                texts = [self._spaced(index, value.strip()) for value in examples.fields[seg.value]]
+                texts = [self._spaced(index, self.pattern.field_text(seg.value, value)) for value in examples.fields[seg.value]]
                 # A literal "[MASK]" inside user text must not become a second mask.
                 field_tokens[index] = [
                     [self.replacement_id if t == self.mask_id else t for t in ids] for ids in self._tokenize(texts)

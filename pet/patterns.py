@@ -28,6 +28,8 @@ class PatternSpec(Strict):
     name: str | None = None
     template: str
     shorten: list[str] | None = None  # None: every field may be shortened
+    # fields whose final punctuation is dropped, e.g. the hypothesis in "{hypothesis}? {mask}, ..."
+    strip_final_punctuation: list[str] = []
 
 
 class PatternFile(Strict):
@@ -80,6 +82,7 @@ class Pattern:
     shorten: tuple[str, ...]
     segments: tuple[Segment, ...]
     name: str | None = None
+    strip_final_punctuation: tuple[str, ...] = ()
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -94,12 +97,23 @@ class Pattern:
         """The cloze text as a person would read it (for `pet check` and debugging)."""
         out = []
         for seg in self.segments:
-            text = {"text": seg.value, "field": values.get(seg.value, ""), "mask": mask_token}[seg.kind]
+            field = self.field_text(seg.value, values.get(seg.value, "")) if seg.kind == "field" else ""
+            text = {"text": seg.value, "field": field, "mask": mask_token}[seg.kind]
             out.append((" " if seg.space_before and out else "") + text)
         return "".join(out)
 
+    def field_text(self, field: str, value: str) -> str:
+        """A field's text as this pattern inserts it: trimmed, and for the fields listed in
+        ``strip_final_punctuation`` without trailing punctuation (PET's "{hypothesis}? {mask}, ..."
+        would otherwise read "It rained.? Yes, ...")."""
+        value = value.strip()
+        if field in self.strip_final_punctuation:
+            value = value.rstrip(string.punctuation + " ")
+        return value
+
     def to_json(self) -> dict:
-        return {"id": self.id, "name": self.name, "template": self.template, "shorten": list(self.shorten)}
+        return {"id": self.id, "name": self.name, "template": self.template, "shorten": list(self.shorten),
+                "strip_final_punctuation": list(self.strip_final_punctuation)}
 
 
 @dataclass(frozen=True)
@@ -169,10 +183,11 @@ def load_patterns(path: Path, ids: list[str] | None = None) -> list[Pattern]:
         segments = parse_template(item.template, where)
         fields = tuple(dict.fromkeys(s.value for s in segments if s.kind == "field"))
         shorten = tuple(item.shorten) if item.shorten is not None else fields
-        for name in shorten:
-            if name not in fields:
-                raise PetError(f"{where}: shorten names '{name}', which is not a placeholder of the template ({', '.join(fields)})")
-        patterns.append(Pattern(item.id, item.template, shorten, segments, item.name))
+        for key, names in (("shorten", shorten), ("strip_final_punctuation", item.strip_final_punctuation)):
+            for name in names:
+                if name not in fields:
+                    raise PetError(f"{where}: {key} names '{name}', which is not a placeholder of the template ({', '.join(fields)})")
+        patterns.append(Pattern(item.id, item.template, shorten, segments, item.name, tuple(item.strip_final_punctuation)))
     return select(patterns, ids, path, "pattern")
 
 
@@ -230,7 +245,9 @@ def select(items: list, ids: list[str] | None, path: Path, what: str) -> list:
 def pattern_from_json(data: dict) -> Pattern:
     """Rebuild a pattern recorded in a manifest."""
     segments = parse_template(data["template"], f"pattern '{data['id']}'")
-    return Pattern(data["id"], data["template"], tuple(data["shorten"]), segments, data.get("name"))
+    # manifests written before strip_final_punctuation existed have no such key: nothing was stripped
+    return Pattern(data["id"], data["template"], tuple(data["shorten"]), segments, data.get("name"),
+                   tuple(data.get("strip_final_punctuation", ())))
 
 
 def verbalizer_from_json(data: dict) -> Verbalizer:

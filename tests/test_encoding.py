@@ -307,3 +307,16 @@ def test_prepare_task_fails_early_when_a_pattern_cannot_fit(project):
     assert message.startswith(f"{project.parent / 'train.jsonl'}: pattern 'it-was': example 'train-0' needs ")
     assert "to fit max_length 5" in message
     prepare_task(load_config(project, {"teachers.max_length": 7}))  # 6 fixed tokens + 1 token of text fits
+
+
+def test_encoding_uses_the_stripped_field_text(bert_tok):
+    tok = bert_tok
+    segments = parse_template("{hypothesis}? {mask}, {premise}", "test")
+    stripping = Pattern("p", "{hypothesis}? {mask}, {premise}", ("premise",), segments, None, ("hypothesis",))
+    plain = Pattern("p", "{hypothesis}? {mask}, {premise}", ("premise",), segments)
+    batch = examples(hypothesis=["the dog sleeps."], premise=["the dog sleeps."])
+    [stripped] = PatternEncoder(stripping, tok, 64).encode(batch)
+    [kept] = PatternEncoder(plain, tok, 64).encode(batch)
+    period = tok.convert_tokens_to_ids(".")
+    assert kept.count(period) == 2 and stripped.count(period) == 1  # only the premise's period is left
+    assert stripped == [t for i, t in enumerate(kept) if i != kept.index(period)]

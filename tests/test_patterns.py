@@ -13,7 +13,7 @@ import yaml
 from conftest import REPO, SHARED_MODEL, sentiment_rows, write_jsonl, write_project
 
 from pet.errors import PetError
-from pet.patterns import Pattern, Segment, load_patterns, load_verbalizers, parse_template
+from pet.patterns import Pattern, Segment, load_patterns, load_verbalizers, parse_template, pattern_from_json
 
 PATTERN_FILES = sorted((REPO / "patterns").glob("*.yaml"))
 VERBALIZER_FILES = sorted((REPO / "verbalizers").glob("*.yaml"))
@@ -404,3 +404,33 @@ def test_bert_word_tokens_do_not_depend_on_spaces(tiny_bert):
     great = tok.convert_tokens_to_ids("great")
     for before, space in [("was", True), ("(", False), ("", False), ("", True)]:
         assert word_tokens_in_context(tok, "great", before, space) == [great]
+
+
+def test_strip_final_punctuation_loads_renders_and_round_trips(tmp_path):
+    path = write(tmp_path / "nli.yaml", "patterns:\n  - id: q\n    template: '\"{hypothesis}\"? {mask}, \"{premise}\"'\n"
+                                        "    strip_final_punctuation: [hypothesis]\n")
+    [pattern] = load_patterns(path)
+    assert pattern.strip_final_punctuation == ("hypothesis",)
+    values = {"hypothesis": " It rained!?. ", "premise": "The streets were wet."}
+    assert pattern.render(values) == '"It rained"? [MASK], "The streets were wet."'  # the premise keeps its period
+    assert pattern.field_text("hypothesis", "U.S. troops left...") == "U.S. troops left"
+    assert pattern.field_text("premise", "  Done. ") == "Done."
+    assert pattern_from_json(pattern.to_json()) == pattern
+    older_manifest = {k: v for k, v in pattern.to_json().items() if k != "strip_final_punctuation"}
+    assert pattern_from_json(older_manifest).strip_final_punctuation == ()
+
+
+def test_strip_final_punctuation_unknown_field(tmp_path):
+    bad = write(tmp_path / "bad.yaml", "patterns:\n  - id: a\n    template: '{text} {mask}'\n"
+                                       "    strip_final_punctuation: [hypothesis]\n")
+    with pytest.raises(PetError) as err:
+        load_patterns(bad)
+    assert one_line(err) == (f"{bad}: pattern 'a': strip_final_punctuation names 'hypothesis', "
+                             "which is not a placeholder of the template (text)")
+
+
+def test_shipped_nli_patterns_strip_the_hypothesis_period():
+    for pattern in load_patterns(REPO / "patterns" / "nli.yaml"):
+        rendered = pattern.render({"premise": "A man sleeps.", "hypothesis": "A man rests."}, "___")
+        assert "rests?" in rendered or 'rests"?' in rendered, (pattern.id, rendered)
+        assert "A man sleeps." in rendered

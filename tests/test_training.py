@@ -1,0 +1,51 @@
+"""The shared optimisation loop: every step's loss is returned in order, and a divergence names its step."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pet.errors import PetError
+from pet.training import LOSS_CHECK_EVERY, OptimSettings, train
+
+
+def quadratic(target: float):
+    """A one-parameter model with loss (w - target)^2."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+
+    def step_loss(step: int) -> torch.Tensor:
+        return ((model.weight - target) ** 2).sum()
+
+    return model, step_loss
+
+
+def settings(steps: int) -> OptimSettings:
+    return OptimSettings(steps=steps, learning_rate=0.1, weight_decay=0.0, warmup_steps=0, max_grad_norm=1.0)
+
+
+def test_returns_every_loss_in_order_across_check_chunks():
+    steps = LOSS_CHECK_EVERY * 2 + 3  # two full chunks and a partial one
+    model, step_loss = quadratic(10.0)  # AdamW moves w by <= lr per step: never overshoots 10
+    losses = train(model, step_loss, settings(steps), torch.device("cpu"), "fp32", "toy")
+    assert len(losses) == steps
+    assert losses[0] == pytest.approx(100.0)  # (0 - 10)^2 before the first update
+    assert all(later < earlier for earlier, later in zip(losses, losses[1:]))
+    assert not model.training  # left in eval mode
+
+
+@pytest.mark.parametrize("bad_step", [1, LOSS_CHECK_EVERY, LOSS_CHECK_EVERY + 7])
+def test_divergence_reports_the_first_bad_step(bad_step):
+    model, good = quadratic(1.0)
+
+    def step_loss(step: int) -> torch.Tensor:
+        loss = good(step)
+        return loss * float("nan") if step + 1 >= bad_step else loss
+
+    with pytest.raises(PetError) as raised:
+        train(model, step_loss, settings(LOSS_CHECK_EVERY * 3), torch.device("cpu"), "fp32", "teacher t")
+    assert str(raised.value) == (
+        f"teacher t: the loss became nan at step {bad_step}; lower the learning rate, check the data, "
+        f"or use runtime.precision fp32"
+    )
