@@ -161,6 +161,28 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], schema: typ
     return data
 
 
+FILE_KEYS = ("data.train", "data.unlabeled", "data.test", "patterns.file", "verbalizers.file")
+MODEL_KEYS = ("model", "distillation.model")
+
+
+def command_line_paths(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Paths typed on the command line mean what the shell means: relative to the current folder.
+
+    (Paths inside the config file stay relative to the config's folder.) A model override becomes
+    absolute only when that folder exists here, so a Hub id or a config-relative folder still works.
+    """
+    out = dict(overrides)
+    for key, value in overrides.items():
+        if key not in FILE_KEYS + MODEL_KEYS or not isinstance(value, str) or not value:
+            continue
+        path = Path(value).expanduser()
+        if path.is_absolute():
+            continue
+        if key in FILE_KEYS or path.exists():
+            out[key] = str(path.resolve())
+    return out
+
+
 def _resolve(base: Path, value: Path | None) -> Path | None:
     if value is None:
         return None
@@ -181,7 +203,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> RunConfi
     if not isinstance(raw, dict):
         raise PetError(f"{path}: expected a mapping of keys to values at the top level, got {type(raw).__name__}")
     if overrides:
-        raw = apply_overrides(raw, overrides)
+        raw = apply_overrides(raw, command_line_paths(overrides))
     config = validate(RunConfig, raw, str(path), text)
     return resolve_paths(config, path.parent.resolve())
 

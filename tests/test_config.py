@@ -118,6 +118,18 @@ def test_relative_model_folder_becomes_absolute(config_path, tmp_path, monkeypat
     assert config.distillation.model == config.model
 
 
+def test_command_line_paths_are_relative_to_the_current_folder(config_path, tmp_path, monkeypatch):
+    (tmp_path / "here" / "my-model").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "here")
+    config = load_config(config_path, {"data.train": "mine.jsonl", "patterns.file": "../p2.yaml", "model": "my-model",
+                                       "distillation.model": "org/student-id"})
+    assert config.data.train == tmp_path / "here" / "mine.jsonl"
+    assert config.patterns.file == tmp_path / "p2.yaml"
+    assert config.model == str(tmp_path / "here" / "my-model")
+    assert config.distillation.model == "org/student-id"  # no such folder here or beside the config: a Hub id
+    assert config.data.unlabeled == config_path.parent.resolve() / "data" / "unlabeled.jsonl"  # from the file
+
+
 def test_absolute_paths_are_kept(config_path, tmp_path):
     absolute = tmp_path / "elsewhere" / "t.jsonl"
     config = load_config(config_path, {"data.test": str(absolute)})
