@@ -1,0 +1,53 @@
+"""The benchmark scripts still run against this pet: tiny budgets on the real shared model and data.
+
+They are run as a user runs them (a subprocess from the repository root), so an API change in pet
+that breaks benchmarks/fewshot.py or benchmarks/throughput.py fails here, not on a rented GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, SHARED, SHARED_DATA, SHARED_MODEL
+
+pytestmark = pytest.mark.skipif(not (SHARED_MODEL.exists() and (SHARED_DATA / "rte").exists()),
+                                reason="needs ../shared/models/minilm-l6-mlm and ../shared/data")
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PET_NO_PROGRESS": "1"}
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_fewshot_runs_a_job_and_writes_a_result_line(tmp_path):
+    out = tmp_path / "results"
+    done = run_script("benchmarks/fewshot.py", "--profile", "full", "--tasks", "rte", "--methods", "supervised",
+                      "--ns", "10", "--seeds", "1", "--set", "supervised.steps", "2", "--device", "cpu", "--threads", "1",
+                      "--shared", str(SHARED), "--out", str(out), "--work", str(tmp_path / "work"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    [row] = [json.loads(line) for line in (out / "fewshot.jsonl").read_text().splitlines()]
+    assert (row["task"], row["n"], row["seed"], row["method"], row["test_examples"]) == ("rte", 10, 1, "supervised", 277)
+    assert row["config"]["steps"] == 2 and row["config"]["train_examples"] == 10
+    assert 0.0 <= row["accuracy"] <= 1.0 and row["wall_s"] > 0
+    assert not (out / "failures.jsonl").exists()
+    # a rerun resumes: the finished job is skipped, nothing is appended
+    again = run_script("benchmarks/fewshot.py", "--profile", "full", "--tasks", "rte", "--methods", "supervised",
+                       "--ns", "10", "--seeds", "1", "--device", "cpu", "--shared", str(SHARED), "--out", str(out),
+                       "--work", str(tmp_path / "work"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "0 jobs" in again.stderr
+    assert len((out / "fewshot.jsonl").read_text().splitlines()) == 1
+
+
+def test_throughput_reports_steps_per_second():
+    done = run_script("benchmarks/throughput.py", "--procs", "1", "--steps", "3", "--device", "cpu", "--shared", str(SHARED))
+    assert done.returncode == 0, done.stderr[-2000:]
+    [row] = [json.loads(line) for line in done.stdout.splitlines()]
+    assert (row["procs"], row["steps_per_teacher"], row["threads_per_proc"]) == (1, 3, 1)
+    assert row["steps_per_s"] == pytest.approx(3 / row["wall_s"], rel=0.02)
+    assert row["device"].startswith("cpu") and row["peak_gpu_mib_per_proc"] is None
+    assert "teacher steps/s in total" in done.stderr
