@@ -7,6 +7,7 @@ what makes a teacher's training independent of what ran before it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -87,8 +88,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             pending.append(loss.detach().float())
             if len(pending) == LOSS_CHECK_EVERY or step + 1 == settings.steps:
-                check_finite(pending, len(losses), label)
-                losses.extend(torch.stack(pending).tolist())
+                losses.extend(checked_losses(torch.stack(pending), len(losses), label))
                 pending.clear()
             advance(1)
     model.eval()
@@ -101,12 +101,13 @@ def train(
 LOSS_CHECK_EVERY = 25
 
 
-def check_finite(pending: list[torch.Tensor], first_step: int, label: str) -> None:
-    values = torch.stack(pending)
-    finite = torch.isfinite(values)
-    if not bool(finite.all()):
-        offset = int((~finite).nonzero()[0, 0])
-        raise PetError(
-            f"{label}: the loss became {values[offset].item()} at step {first_step + offset + 1}; lower the "
-            f"learning rate, check the data, or use runtime.precision fp32"
-        )
+def checked_losses(values: torch.Tensor, first_step: int, label: str) -> list[float]:
+    """The losses of steps ``first_step + 1 ...`` as floats (one device read), or an error at the first non-finite one."""
+    losses = values.tolist()
+    for offset, value in enumerate(losses):
+        if not math.isfinite(value):
+            raise PetError(
+                f"{label}: the loss became {value} at step {first_step + offset + 1}; lower the "
+                f"learning rate, check the data, or use runtime.precision fp32"
+            )
+    return losses

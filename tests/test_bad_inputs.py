@@ -111,6 +111,15 @@ def run_args(ctx: Ctx, *extra) -> list:
     return ["run", ctx.config, "-o", ctx.run, *extra]
 
 
+def file_edit_case(name: str, file: str, old: str, new: str, *expected: str) -> None:
+    """The common case: one replacement in one project file; the error names that file and ``expected``."""
+    def build(ctx: Ctx) -> tuple[list, list[str]]:
+        path = ctx.file(file)
+        edit(path, old, new)
+        return run_args(ctx), [f"{path}", *expected]
+    case(name)(build)
+
+
 # --------------------------------------------------------------------------------------------------
 # the run config
 
@@ -232,11 +241,7 @@ def _(ctx):
     return run_args(ctx), [f"{path}:{line_number(path, 'templates:')}:", "unknown key 'patterns[0].templates'", "did you mean 'template'"]
 
 
-@case("patterns-missing-template")
-def _(ctx):
-    path = ctx.file("patterns.yaml")
-    edit(path, "    template: \"Just {mask}! {text}\"\n", "    name: just\n")
-    return run_args(ctx), [f"{path}", "missing required key 'patterns[1].template'"]
+file_edit_case("patterns-missing-template", "patterns.yaml", "    template: \"Just {mask}! {text}\"\n", "    name: just\n", "missing required key 'patterns[1].template'")
 
 
 @case("patterns-yaml-does-not-parse")
@@ -246,46 +251,12 @@ def _(ctx):
     return run_args(ctx), [f"{path}:", "not valid YAML"]
 
 
-@case("patterns-duplicate-id")
-def _(ctx):
-    path = ctx.file("patterns.yaml")
-    edit(path, "id: just", "id: it-was")
-    return run_args(ctx), [f"{path}", "pattern 'it-was'", "duplicate pattern id"]
-
-
-@case("pattern-no-mask")
-def _(ctx):
-    path = ctx.file("patterns.yaml")
-    edit(path, "Just {mask}! {text}", "Just good! {text}")
-    return run_args(ctx), [f"{path}", "pattern 'just'", "no {mask}"]
-
-
-@case("pattern-two-masks")
-def _(ctx):
-    path = ctx.file("patterns.yaml")
-    edit(path, "Just {mask}! {text}", "Just {mask}! {text} {mask}")
-    return run_args(ctx), [f"{path}", "pattern 'just'", "2 {mask}"]
-
-
-@case("pattern-unknown-placeholder")
-def _(ctx):
-    path = ctx.file("patterns.yaml")
-    edit(path, "Just {mask}! {text}", "Just {mask}! {txt}")
-    return run_args(ctx), [f"{path}", "pattern 'just'", "'{txt}'", "data.fields"]
-
-
-@case("pattern-bad-brace")
-def _(ctx):
-    path = ctx.file("patterns.yaml")
-    edit(path, "Just {mask}! {text}", "Just {mask}! {text")
-    return run_args(ctx), [f"{path}", "pattern 'just'", "literal braces"]
-
-
-@case("pattern-shorten-unknown-field")
-def _(ctx):
-    path = ctx.file("patterns.yaml")
-    edit(path, "shorten: [text]", "shorten: [title]")
-    return run_args(ctx), [f"{path}", "pattern 'it-was'", "'title'"]
+file_edit_case("patterns-duplicate-id", "patterns.yaml", "id: just", "id: it-was", "pattern 'it-was'", "duplicate pattern id")
+file_edit_case("pattern-no-mask", "patterns.yaml", "Just {mask}! {text}", "Just good! {text}", "pattern 'just'", "no {mask}")
+file_edit_case("pattern-two-masks", "patterns.yaml", "Just {mask}! {text}", "Just {mask}! {text} {mask}", "pattern 'just'", "2 {mask}")
+file_edit_case("pattern-unknown-placeholder", "patterns.yaml", "Just {mask}! {text}", "Just {mask}! {txt}", "pattern 'just'", "'{txt}'", "data.fields")
+file_edit_case("pattern-bad-brace", "patterns.yaml", "Just {mask}! {text}", "Just {mask}! {text", "pattern 'just'", "literal braces")
+file_edit_case("pattern-shorten-unknown-field", "patterns.yaml", "shorten: [text]", "shorten: [title]", "pattern 'it-was'", "'title'")
 
 
 @case("patterns-select-unknown-id")
@@ -315,32 +286,10 @@ def _(ctx):
     return run_args(ctx), [f"{path}", "verbalizer 'bad-good'", "duplicate verbalizer id"]
 
 
-@case("verbalizer-label-without-words")
-def _(ctx):
-    path = ctx.file("verbalizers.yaml")
-    edit(path, "{negative: [bad], positive: [good]}", "{positive: [good]}")
-    return run_args(ctx), [f"{path}", "verbalizer 'bad-good'", "no words for label 'negative'"]
-
-
-@case("verbalizer-words-for-unknown-label")
-def _(ctx):
-    path = ctx.file("verbalizers.yaml")
-    edit(path, "{negative: [bad], positive: [good]}", "{negative: [bad], positive: [good], neutral: [fine]}")
-    return run_args(ctx), [f"{path}", "verbalizer 'bad-good'", "'neutral'"]
-
-
-@case("verbalizer-empty-word-list")
-def _(ctx):
-    path = ctx.file("verbalizers.yaml")
-    edit(path, "negative: [bad]", "negative: []")
-    return run_args(ctx), [f"{path}", "verbalizer 'bad-good'", "label 'negative'", "empty word list"]
-
-
-@case("verbalizer-empty-word")
-def _(ctx):
-    path = ctx.file("verbalizers.yaml")
-    edit(path, "negative: [bad]", "negative: [bad, '  ']")
-    return run_args(ctx), [f"{path}", "verbalizer 'bad-good'", "label 'negative'", "empty word"]
+file_edit_case("verbalizer-label-without-words", "verbalizers.yaml", "{negative: [bad], positive: [good]}", "{positive: [good]}", "verbalizer 'bad-good'", "no words for label 'negative'")
+file_edit_case("verbalizer-words-for-unknown-label", "verbalizers.yaml", "{negative: [bad], positive: [good]}", "{negative: [bad], positive: [good], neutral: [fine]}", "verbalizer 'bad-good'", "'neutral'")
+file_edit_case("verbalizer-empty-word-list", "verbalizers.yaml", "negative: [bad]", "negative: []", "verbalizer 'bad-good'", "label 'negative'", "empty word list")
+file_edit_case("verbalizer-empty-word", "verbalizers.yaml", "negative: [bad]", "negative: [bad, '  ']", "verbalizer 'bad-good'", "label 'negative'", "empty word")
 
 
 @case("verbalizer-word-is-yaml-boolean")
@@ -350,18 +299,8 @@ def _(ctx):
     return run_args(ctx), [f"{path}:", "verbalizers[0].words.negative", "quote the word"]
 
 
-@case("verbalizer-word-is-unknown-token")
-def _(ctx):
-    path = ctx.file("verbalizers.yaml")
-    edit(path, "positive: [good]", "positive: [zzzq]")
-    return run_args(ctx), [f"{path}", "verbalizer 'bad-good'", "pattern 'it-was'", "'zzzq'", "unknown token"]
-
-
-@case("verbalizer-word-is-two-tokens")
-def _(ctx):
-    path = ctx.file("verbalizers.yaml")
-    edit(path, "positive: [good]", "positive: [goods]")
-    return run_args(ctx), [f"{path}", "verbalizer 'bad-good'", "'goods'", "2 tokens", "single token"]
+file_edit_case("verbalizer-word-is-unknown-token", "verbalizers.yaml", "positive: [good]", "positive: [zzzq]", "verbalizer 'bad-good'", "pattern 'it-was'", "'zzzq'", "unknown token")
+file_edit_case("verbalizer-word-is-two-tokens", "verbalizers.yaml", "positive: [good]", "positive: [goods]", "verbalizer 'bad-good'", "'goods'", "2 tokens", "single token")
 
 
 @case("verbalizer-label-missing-from-data")
@@ -372,11 +311,7 @@ def _(ctx):
     return run_args(ctx), [f"{path}", "label 'neutral'", "no example", "train.jsonl"]
 
 
-@case("verbalizers-one-label")
-def _(ctx):
-    path = ctx.file("verbalizers.yaml")
-    edit(path, "labels: [negative, positive]", "labels: [positive]")
-    return run_args(ctx), [f"{path}", "'labels'", "at least 2"]
+file_edit_case("verbalizers-one-label", "verbalizers.yaml", "labels: [negative, positive]", "labels: [positive]", "'labels'", "at least 2")
 
 
 # --------------------------------------------------------------------------------------------------

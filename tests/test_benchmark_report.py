@@ -57,3 +57,21 @@ def test_report_writes_table_without_touching_other_docs(tmp_path):
     assert "52.0 ± 1.0" in text
     assert (tmp_path / "table.md").read_text() == text
     assert "old" in doc.read_text()  # only the repository's own results folder refreshes BENCHMARKS.md
+
+
+def test_cells_with_missing_seeds_are_marked_and_make_verdicts_provisional():
+    rows = []
+    for task in ("sst2", "agnews"):
+        rows.append(line(task, "full_supervised", accuracy=0.9))
+        rows += [line(task, "supervised", 32, seed, 0.70) for seed in (1, 2, 3)]
+    rows += [line("agnews", "pet_student", 32, seed, 0.80) for seed in (1, 2, 3)]
+    rows.append(line("sst2", "pet_student", 32, 1, 0.84))  # one of three seeds so far
+    table = report.tables(rows)
+    assert "| 5. PET student (distilled) | 84.0 (84.0) [1 of 3 seeds] |" in table
+    assert "| 2. supervised fine-tuning on the n examples | 70.0 ± 0.0 (70.0) |" in table
+    assert "[" not in table.split("7. supervised")[1].split("\n")[0]  # one-run rows are never marked
+    text = report.targets(rows)
+    assert "+12.0 points" in text
+    assert "91.1%" in text
+    assert text.count("| provisional yes (sst2 pet_student n = 32: 1 of 3 seeds) |") == 2
+    assert "| iPET student > PET student at n = 10 | results missing for sst2 or agnews | pending |" in text

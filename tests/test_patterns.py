@@ -28,6 +28,13 @@ def one_line(err: pytest.ExceptionInfo) -> str:
     return message
 
 
+def load_error(load, path: Path) -> str:
+    """The one-line error that loading ``path`` raises."""
+    with pytest.raises(PetError) as err:
+        load(path)
+    return one_line(err)
+
+
 # --- parsing ----------------------------------------------------------------------------------
 
 def seg(kind, value, space=False):
@@ -122,17 +129,13 @@ def test_load_patterns_defaults_and_selection(tmp_path):
 
 def test_pattern_unknown_key_suggests_nearest(tmp_path):
     path = write(tmp_path / "p.yaml", "patterns:\n  - id: first\n    templte: '{text} {mask}'\n")
-    with pytest.raises(PetError) as err:
-        load_patterns(path)
-    message = one_line(err)
+    message = load_error(load_patterns, path)
     assert message.startswith(f"{path}:3: pattern 'first': unknown key 'patterns[0].templte'; did you mean 'template'?")
 
 
 def test_pattern_file_unknown_top_level_key(tmp_path):
     path = write(tmp_path / "p.yaml", "patterns:\n  - id: a\n    template: '{text} {mask}'\npaterns: []\n")
-    with pytest.raises(PetError) as err:
-        load_patterns(path)
-    assert one_line(err) == f"{path}:4: unknown key 'paterns'; did you mean 'patterns'?"
+    assert load_error(load_patterns, path) == f"{path}:4: unknown key 'paterns'; did you mean 'patterns'?"
 
 
 @pytest.mark.parametrize("template, problem", [
@@ -142,9 +145,7 @@ def test_pattern_file_unknown_top_level_key(tmp_path):
 def test_pattern_file_mask_errors_name_file_and_id(tmp_path, template, problem):
     path = write(tmp_path / "p.yaml", f"patterns:\n  - id: ok\n    template: '{{text}} {{mask}}'\n"
                                       f"  - id: broken-one\n    template: '{template}'\n")
-    with pytest.raises(PetError) as err:
-        load_patterns(path)
-    message = one_line(err)
+    message = load_error(load_patterns, path)
     assert message.startswith(f"{path}: pattern 'broken-one': {problem}")
 
 
@@ -171,9 +172,7 @@ def test_load_verbalizers_several_words_and_int_labels(tmp_path):
 def test_verbalizer_unknown_key_suggests_nearest(tmp_path):
     path = write(tmp_path / "v.yaml", "labels: [negative, positive]\nverbalizers:\n"
                                       "  - id: bg\n    word: {negative: [bad], positive: [good]}\n")
-    with pytest.raises(PetError) as err:
-        load_verbalizers(path)
-    assert one_line(err).startswith(f"{path}:4: verbalizer 'bg': unknown key 'verbalizers[0].word'; did you mean 'words'?")
+    assert load_error(load_verbalizers, path).startswith(f"{path}:4: verbalizer 'bg': unknown key 'verbalizers[0].word'; did you mean 'words'?")
     top = write(tmp_path / "top.yaml", "label: [negative, positive]\nverbalizers:\n"
                                        "  - id: bg\n    words: {negative: [bad], positive: [good]}\n")
     with pytest.raises(PetError) as err:
@@ -190,16 +189,12 @@ def test_verbalizer_unknown_key_suggests_nearest(tmp_path):
 ])
 def test_verbalizer_label_errors(tmp_path, words, problem):
     path = write(tmp_path / "v.yaml", f"labels: [negative, positive]\nverbalizers:\n  - id: bg\n    words: {words}\n")
-    with pytest.raises(PetError) as err:
-        load_verbalizers(path)
-    assert one_line(err) == f"{path}: {problem}"
+    assert load_error(load_verbalizers, path) == f"{path}: {problem}"
 
 
 def test_verbalizer_bare_yes_no_hint(tmp_path):
     path = write(tmp_path / "v.yaml", "labels: [a, b]\nverbalizers:\n  - id: yn\n    words: {a: [yes], b: [no]}\n")
-    with pytest.raises(PetError) as err:
-        load_verbalizers(path)
-    message = one_line(err)
+    message = load_error(load_verbalizers, path)
     assert message.startswith(f"{path}:4: verbalizer 'yn': ")
     assert "quote the word" in message
 
