@@ -119,6 +119,8 @@ def check_columns(dataset, path: Path, role: str, columns: list[str]) -> None:
 
 
 ID_BLOCK = 8_192  # ids read at a time for the duplicate check
+# Rows read (and then encoded and scored) at a time: memory holds one chunk's texts and token ids.
+CHUNK = 4_096
 
 
 def _id_hash(value) -> int:
@@ -171,16 +173,24 @@ class Table:
         for start in range(0, len(column), ID_BLOCK):
             yield start, column.slice(start, ID_BLOCK).to_pylist()
 
-    def chunks(self, size: int = 4096) -> Iterator[Examples]:
+    def chunks(self, size: int | None = None) -> Iterator[Examples]:
+        size = size or CHUNK
         for start in range(0, len(self.dataset), size):
-            yield self._convert(self.dataset[start : start + size], start)
+            stop = min(start + size, len(self.dataset))
+            yield self._convert(self.dataset[start:stop], range(start, stop))
 
     def read_all(self) -> Examples:
-        return self._convert(self.dataset[:], 0)
+        return self._convert(self.dataset[:], range(len(self.dataset)))
 
-    def _convert(self, rows: dict[str, list], start: int) -> Examples:
-        count = len(next(iter(rows.values()))) if rows else 0
-        ids = [str(v) for v in rows[self.id_column]] if self.id_column else [f"row-{start + i}" for i in range(count)]
+    def take(self, indices: Sequence[int]) -> Examples:
+        """The rows at ``indices`` (any order, repeats allowed), read from disk: the file is never all in memory."""
+        positions = [int(i) for i in indices]
+        if not positions:
+            return self._convert({column: [] for column in self.dataset.column_names}, positions)
+        return self._convert(self.dataset[positions], positions)
+
+    def _convert(self, rows: dict[str, list], positions: Sequence[int]) -> Examples:
+        ids = [str(v) for v in rows[self.id_column]] if self.id_column else [f"row-{i}" for i in positions]
         fields: dict[str, list[str]] = {}
         for name, column in self.fields.items():
             values = rows[column]

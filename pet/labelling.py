@@ -25,12 +25,12 @@ from pet.data import Table
 from pet.errors import PetError
 from pet.metrics import classification_metrics
 from pet.patterns import pattern_from_json, verbalizer_from_json
-from pet.progress import info, progress
+from pet.progress import info
+from pet.scoring import score_table
 from pet.task import open_table
 
 SOFT_LABELS = "soft_labels.parquet"
 PARTIAL = ".partial"
-CHUNK = 4096
 log = logging.getLogger("pet")
 
 
@@ -57,20 +57,6 @@ def ensemble_weights(entries: list[dict[str, Any]], method: str) -> torch.Tensor
         log.warning("every teacher had accuracy 0 before training; using a uniform ensemble")
         return None
     return weights
-
-
-def score_table(teacher, table: Table, batch_size: int, autocast_ctx, label: str) -> torch.Tensor:
-    """[N, C] class scores of one teacher over a whole table, read in chunks."""
-    parts = []
-    with progress(label, len(table)) as advance:
-        for chunk in table.chunks(CHUNK):
-            try:
-                sequences = teacher.encoder.encode(chunk)
-            except PetError as err:  # e.g. an example that cannot be shortened to fit: name the file
-                raise PetError(f"{table.path}: {err}") from None
-            parts.append(teacher.scorer.score(sequences, batch_size, autocast_ctx))
-            advance(len(chunk))
-    return torch.cat(parts) if parts else torch.empty(0, teacher.scorer.word_ids.size(0))
 
 
 def check_teachers(teachers_dir: Path, entries: list[dict[str, Any]]) -> None:
@@ -145,7 +131,7 @@ def teacher_logits(teachers_dir: Path, manifest: dict[str, Any], config: RunConf
                                config.runtime.trust_remote_code)
         scores = {}
         for name, table in tables.items():
-            scores[name] = score_table(teacher, table, config.labelling.batch_size,
+            scores[name] = score_table(teacher.encoder, teacher.scorer, table, config.labelling.batch_size,
                                        lambda: autocast(device, config.runtime.precision),
                                        f"teacher {number}/{len(entries)} {entry['name']}: {name}")
             results[name].append(scores[name])
@@ -223,7 +209,7 @@ def write_soft_labels(path: Path, table: Table, logits: torch.Tensor, weights: t
     writer = None
     start = 0
     try:
-        for chunk in table.chunks(CHUNK):
+        for chunk in table.chunks():
             stop = start + len(chunk)
             columns: dict[str, Any] = {"id": pa.array(chunk.ids, pa.string())}
             for field, values in chunk.fields.items():

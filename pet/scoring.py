@@ -23,7 +23,9 @@ from typing import Iterable, Sequence
 import torch
 
 from pet import maths
-from pet.encoding import VerbalizerTokens, length_sorted_batches, pad
+from pet.encoding import PatternEncoder, VerbalizerTokens, length_sorted_batches, pad
+from pet.errors import PetError
+from pet.progress import progress
 
 # Attribute of *ForMaskedLM models holding a head that maps hidden states to vocabulary logits.
 HEAD_ATTRIBUTES = ("cls", "lm_head", "predictions")
@@ -90,3 +92,17 @@ class MaskedLMScorer:
             out[torch.as_tensor(indices)] = scores.float().cpu()
         self.model.train(was_training)
         return out
+
+
+def score_table(encoder: PatternEncoder, scorer: MaskedLMScorer, table, batch_size: int, autocast_ctx, label: str) -> torch.Tensor:
+    """[N, C] class scores of one teacher over a whole data table (pet.data.Table), read in chunks."""
+    parts = []
+    with progress(label, len(table)) as advance:
+        for chunk in table.chunks():
+            try:
+                sequences = encoder.encode(chunk)
+            except PetError as err:  # e.g. an example that cannot be shortened to fit: name the file
+                raise PetError(f"{table.path}: {err}") from None
+            parts.append(scorer.score(sequences, batch_size, autocast_ctx))
+            advance(len(chunk))
+    return torch.cat(parts) if parts else torch.empty(0, scorer.num_classes)

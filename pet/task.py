@@ -27,7 +27,7 @@ class Task:
     tokenizer: Any
     train: Examples  # may have no rows, with teachers.zero_shot
     inputs: dict[str, str]  # absolute path -> sha256 of every file the run reads
-    _unlabeled: Examples | None = None
+    _unlabeled: Table | None = None
 
     def encoder(self, pattern: Pattern, max_length: int, num_masks: int = 1) -> PatternEncoder:
         return PatternEncoder(pattern, self.tokenizer, max_length, num_masks)
@@ -36,10 +36,12 @@ class Task:
         return verbalizer_tokens(verbalizer, self.encoder(pattern, max_length), self.config.model,
                                  multi_token=self.config.teachers.multi_token)
 
-    def unlabeled(self) -> Examples:
-        """The unlabeled set (ids and texts), read once on first use (auxiliary MLM loss, iPET)."""
+    def unlabeled(self) -> Table:
+        """The unlabeled set, opened once on first use (auxiliary MLM loss, iPET). It stays on disk
+        (memory-mapped Arrow): callers read batches with ``take`` or ``chunks``, so a pool of millions
+        of texts costs stage A no more memory than a small one."""
         if self._unlabeled is None:
-            self._unlabeled = open_table(self.config, self.config.data.unlabeled, "unlabeled", None, labelled=False).read_all()
+            self._unlabeled = open_table(self.config, self.config.data.unlabeled, "unlabeled", None, labelled=False)
         return self._unlabeled
 
 

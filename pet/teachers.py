@@ -29,7 +29,7 @@ from pet.encoding import PatternEncoder, VerbalizerTokens, pad
 from pet.errors import PetError
 from pet.patterns import Pattern, Verbalizer
 from pet.progress import info
-from pet.scoring import MaskedLMScorer
+from pet.scoring import MaskedLMScorer, score_table
 from pet.task import Task, prepare_task
 from pet.training import EpochSampler, OptimSettings, train
 
@@ -177,7 +177,11 @@ def save_unlabeled_logits(folder: Path, scorer: MaskedLMScorer, encoder: Pattern
     """iPET: the teacher's class scores on the whole unlabeled set, kept for labelling the next generation."""
     from safetensors.torch import save_file
 
-    logits = score_examples(scorer, encoder, task.unlabeled(), task.config, device)
+    from pet.modeling import autocast
+
+    config = task.config
+    logits = score_table(encoder, scorer, task.unlabeled(), config.runtime.eval_batch_size,
+                         lambda: autocast(device, config.runtime.precision), "iPET: scoring the unlabeled set")
     save_file({"logits": logits.contiguous()}, str(folder / UNLABELED_LOGITS))
 
 
