@@ -17,8 +17,9 @@ or repeated run draws exactly the same targets.
 
 Default a = 1e-4 as in the paper. The term looks negligible next to CE, but AdamW normalises each
 parameter's update by its gradient scale, so the embeddings and MLM head rows that CE never touches
-still move by a full learning-rate step and keep the model's language modelling intact. It costs one
-extra forward/backward pass over 3x the batch per step; ``--teachers.mlm_weight 0`` turns it off.
+still move by a full learning-rate step and keep the model's language modelling intact. It makes
+each step's forward/backward pass four times as wide (one batch holds the labelled and the
+unlabeled rows); ``--teachers.mlm_weight 0`` turns it off.
 """
 
 from __future__ import annotations
@@ -72,15 +73,41 @@ def mlm_loss(scorer, input_ids: torch.Tensor, attention_mask: torch.Tensor, targ
     """Mean MLM cross-entropy at the target positions; vocabulary logits are computed there only."""
     rows, cols = (targets != IGNORE).nonzero(as_tuple=True)
     if rows.numel() == 0:
-        return sum(p.sum() for p in scorer.model.parameters() if p.requires_grad) * 0.0
+        return no_targets_loss(scorer)
     logits = scorer.hidden_to_logits(input_ids, attention_mask, rows, cols)  # [T, V]
     return maths.masked_lm_loss(logits, targets[rows, cols])
 
 
+def no_targets_loss(scorer) -> torch.Tensor:
+    """A zero that still depends on every trainable parameter, so backward() works unchanged."""
+    return sum(p.sum() for p in scorer.model.parameters() if p.requires_grad) * 0.0
+
+
 def teacher_loss(scorer, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
                  mlm_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, mlm_weight: float) -> torch.Tensor:
-    """One stage-A step's loss: CE over class scores, mixed with the MLM loss when a batch is given."""
-    ce = maths.class_cross_entropy(scorer.class_scores(input_ids, attention_mask), labels)
+    """One stage-A step's loss: CE over class scores, mixed with the MLM loss when a batch is given.
+
+    The labelled rows and the masked unlabeled rows go through the encoder as one batch (padded to
+    the longer of the two): the same values as two forward passes, since attention never looks at
+    padding and every layer works row by row, but half the kernel launches, which is what bounds a
+    small model's step time on a GPU.
+    """
     if mlm_batch is None or mlm_weight == 0:
-        return ce
-    return maths.mixed_loss(ce, mlm_loss(scorer, *mlm_batch), mlm_weight)
+        return maths.class_cross_entropy(scorer.class_scores(input_ids, attention_mask), labels)
+    masked, masked_attention, targets = mlm_batch
+    target_rows, target_cols = (targets != IGNORE).nonzero(as_tuple=True)
+    if target_rows.numel() == 0:
+        ce = maths.class_cross_entropy(scorer.class_scores(input_ids, attention_mask), labels)
+        return maths.mixed_loss(ce, no_targets_loss(scorer), mlm_weight)
+    length = max(input_ids.size(1), masked.size(1))
+    both_ids = torch.cat([pad_columns(input_ids, length, scorer.pad_token_id), pad_columns(masked, length, scorer.pad_token_id)])
+    both_attention = torch.cat([pad_columns(attention_mask, length, 0), pad_columns(masked_attention, length, 0)])
+    at_masks, at_targets = scorer.logits_at(both_ids, both_attention, scorer.mask_positions(input_ids),
+                                            (target_rows + input_ids.size(0), target_cols))
+    ce = maths.class_cross_entropy(scorer.scores_from_mask_logits(at_masks), labels)
+    return maths.mixed_loss(ce, maths.masked_lm_loss(at_targets, targets[target_rows, target_cols]), mlm_weight)
+
+
+def pad_columns(batch: torch.Tensor, length: int, value: int) -> torch.Tensor:
+    """``batch`` [B, L] widened to [B, length] with ``value`` on the right."""
+    return torch.nn.functional.pad(batch, (0, length - batch.size(1)), value=value)

@@ -50,26 +50,40 @@ class MaskedLMScorer:
     def num_classes(self) -> int:
         return int(self.word_ids.size(0))
 
+    def logits_at(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                  *selections: tuple[torch.Tensor, torch.Tensor]) -> list[torch.Tensor]:
+        """Vocabulary logits at each selection's (rows, positions) only, [*rows.shape, V] each, from one
+        forward pass: stage A gets its labelled and its MLM batch through the encoder in one go."""
+        if self.head is not None:
+            hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return [self.head(hidden[rows, positions]) for rows, positions in selections]
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return [logits[rows, positions] for rows, positions in selections]
+
     def hidden_to_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
                          positions: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits at (rows, positions) only: [*rows.shape, V]."""
-        if self.head is not None:
-            hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            return self.head(hidden[rows, positions])
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-        return logits[rows, positions]
+        return self.logits_at(input_ids, attention_mask, (rows, positions))[0]
 
-    def mask_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """[B, V] vocabulary logits at the (single) mask position of each row; [B, M, V] for M masks."""
+    def mask_positions(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, positions) of each row's mask slot: [B] each, or [B, 1] and [B, M] for M masks."""
         first = (input_ids == self.mask_token_id).int().argmax(-1)
         rows = torch.arange(input_ids.size(0), device=input_ids.device)
         if self.num_masks == 1:
-            return self.hidden_to_logits(input_ids, attention_mask, rows, first)
+            return rows, first
         offsets = torch.arange(self.num_masks, device=input_ids.device)
-        return self.hidden_to_logits(input_ids, attention_mask, rows[:, None], first[:, None] + offsets)
+        return rows[:, None], first[:, None] + offsets
+
+    def mask_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, V] vocabulary logits at the (single) mask position of each row; [B, M, V] for M masks."""
+        return self.hidden_to_logits(input_ids, attention_mask, *self.mask_positions(input_ids))
 
     def class_scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        logits = self.mask_logits(input_ids, attention_mask).float()
+        return self.scores_from_mask_logits(self.mask_logits(input_ids, attention_mask))
+
+    def scores_from_mask_logits(self, mask_logits: torch.Tensor) -> torch.Tensor:
+        """[B, C] class scores from the vocabulary logits at the mask slot(s)."""
+        logits = mask_logits.float()
         if self.token_mask is None:
             return maths.class_scores(logits, self.word_ids, self.word_mask)
         return maths.multi_token_class_scores(logits, self.word_ids, self.token_mask, self.word_mask)

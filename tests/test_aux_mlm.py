@@ -106,6 +106,13 @@ def test_loss_is_one_minus_a_ce_plus_a_mlm(tmp_path, model_name, request):
             got = teacher_loss(scorer, labelled, labelled_attention, labels, (masked, attention, targets), a)
             assert float(got) == pytest.approx(float((1 - a) * ce + a * mlm), rel=1e-5, abs=1e-6)
         assert float(teacher_loss(scorer, labelled, labelled_attention, labels, None, 0.3)) == pytest.approx(float(ce), rel=1e-5)
+        # The two batches share one forward pass, padded to the longer one: padding either must not matter.
+        pad_id = task.tokenizer.pad_token_id
+        wider_mlm = (F.pad(masked, (0, 3), value=pad_id), F.pad(attention, (0, 3)), F.pad(targets, (0, 3), value=-100))
+        wider_labelled = (F.pad(labelled, (0, 5), value=pad_id), F.pad(labelled_attention, (0, 5)))
+        for batch, mlm_batch in (((labelled, labelled_attention), wider_mlm), (wider_labelled, (masked, attention, targets))):
+            got = teacher_loss(scorer, *batch, labels, mlm_batch, 0.3)
+            assert float(got) == pytest.approx(float(0.7 * ce + 0.3 * mlm), rel=1e-5, abs=1e-6)
 
 
 def test_no_targets_gives_zero_mlm_loss(tmp_path, tiny_bert):
