@@ -94,8 +94,9 @@ def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy (log_softmax based) over MLM targets; -100 marks positions that are not targets.
 
     logits: [..., V]; targets: [...]. Zero (with a gradient path) when there is no target at all.
+    Computed as a sum over the targets divided by their count, which needs no check on the host
+    (a GPU would have to stop and report whether any target exists).
     """
     flat_targets = targets.reshape(-1)
-    if not bool((flat_targets != -100).any()):
-        return logits.float().sum() * 0.0
-    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), flat_targets, ignore_index=-100)
+    total = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), flat_targets, ignore_index=-100, reduction="sum")
+    return total / (flat_targets != -100).sum().clamp(min=1)

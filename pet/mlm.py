@@ -95,17 +95,21 @@ def teacher_loss(scorer, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     if mlm_batch is None or mlm_weight == 0:
         return maths.class_cross_entropy(scorer.class_scores(input_ids, attention_mask), labels)
     masked, masked_attention, targets = mlm_batch
-    target_rows, target_cols = (targets != IGNORE).nonzero(as_tuple=True)
+    # Where the targets are is decided on the host (the masker's output stays on the CPU), so
+    # finding them never makes a GPU stop and report back.
+    target_rows, target_cols = (targets.cpu() != IGNORE).nonzero(as_tuple=True)
     if target_rows.numel() == 0:
         ce = maths.class_cross_entropy(scorer.class_scores(input_ids, attention_mask), labels)
         return maths.mixed_loss(ce, no_targets_loss(scorer), mlm_weight)
+    device = input_ids.device
+    target_ids = targets.cpu()[target_rows, target_cols].to(device)
+    target_rows, target_cols = (target_rows + input_ids.size(0)).to(device), target_cols.to(device)
     length = max(input_ids.size(1), masked.size(1))
-    both_ids = torch.cat([pad_columns(input_ids, length, scorer.pad_token_id), pad_columns(masked, length, scorer.pad_token_id)])
-    both_attention = torch.cat([pad_columns(attention_mask, length, 0), pad_columns(masked_attention, length, 0)])
-    at_masks, at_targets = scorer.logits_at(both_ids, both_attention, scorer.mask_positions(input_ids),
-                                            (target_rows + input_ids.size(0), target_cols))
+    both_ids = torch.cat([pad_columns(input_ids, length, scorer.pad_token_id), pad_columns(masked.to(device), length, scorer.pad_token_id)])
+    both_attention = torch.cat([pad_columns(attention_mask, length, 0), pad_columns(masked_attention.to(device), length, 0)])
+    at_masks, at_targets = scorer.logits_at(both_ids, both_attention, scorer.mask_positions(input_ids), (target_rows, target_cols))
     ce = maths.class_cross_entropy(scorer.scores_from_mask_logits(at_masks), labels)
-    return maths.mixed_loss(ce, maths.masked_lm_loss(at_targets, targets[target_rows, target_cols]), mlm_weight)
+    return maths.mixed_loss(ce, maths.masked_lm_loss(at_targets, target_ids), mlm_weight)
 
 
 def pad_columns(batch: torch.Tensor, length: int, value: int) -> torch.Tensor:

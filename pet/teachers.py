@@ -262,7 +262,7 @@ def train_teacher(spec: TeacherSpec, task: Task, folder: Path, device: torch.dev
         if mlm:
             ids, mask = pad(encoder.encode(unlabeled.take(unlabeled_sampler.next())), pad_id)
             masked, targets = masker(ids, mask)
-            mlm_batch = (masked.to(device), mask.to(device), targets.to(device))
+            mlm_batch = (masked.to(device), mask.to(device), targets)  # targets stay on the host: see teacher_loss
         return teacher_loss(scorer, input_ids, attention, labels[batch].to(device), mlm_batch, settings.mlm_weight)
 
     total = steps or settings.steps
