@@ -69,20 +69,6 @@ class MlmMasker:
         return masked.to(device), targets.to(device)
 
 
-def mlm_loss(scorer, input_ids: torch.Tensor, attention_mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean MLM cross-entropy at the target positions; vocabulary logits are computed there only."""
-    rows, cols = (targets != IGNORE).nonzero(as_tuple=True)
-    if rows.numel() == 0:
-        return no_targets_loss(scorer)
-    logits = scorer.hidden_to_logits(input_ids, attention_mask, rows, cols)  # [T, V]
-    return maths.masked_lm_loss(logits, targets[rows, cols])
-
-
-def no_targets_loss(scorer) -> torch.Tensor:
-    """A zero that still depends on every trainable parameter, so backward() works unchanged."""
-    return sum(p.sum() for p in scorer.model.parameters() if p.requires_grad) * 0.0
-
-
 def teacher_loss(scorer, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
                  mlm_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, mlm_weight: float) -> torch.Tensor:
     """One stage-A step's loss: CE over class scores, mixed with the MLM loss when a batch is given.
@@ -96,13 +82,12 @@ def teacher_loss(scorer, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
         return maths.class_cross_entropy(scorer.class_scores(input_ids, attention_mask), labels)
     masked, masked_attention, targets = mlm_batch
     # Where the targets are is decided on the host (the masker's output stays on the CPU), so
-    # finding them never makes a GPU stop and report back.
-    target_rows, target_cols = (targets.cpu() != IGNORE).nonzero(as_tuple=True)
-    if target_rows.numel() == 0:
-        ce = maths.class_cross_entropy(scorer.class_scores(input_ids, attention_mask), labels)
-        return maths.mixed_loss(ce, no_targets_loss(scorer), mlm_weight)
+    # finding them never makes a GPU stop and report back. No target at all selects nothing, and
+    # masked_lm_loss is then 0 with a gradient path.
+    targets = targets.cpu()
+    target_rows, target_cols = (targets != IGNORE).nonzero(as_tuple=True)
     device = input_ids.device
-    target_ids = targets.cpu()[target_rows, target_cols].to(device)
+    target_ids = targets[target_rows, target_cols].to(device)
     target_rows, target_cols = (target_rows + input_ids.size(0)).to(device), target_cols.to(device)
     length = max(input_ids.size(1), masked.size(1))
     both_ids = torch.cat([pad_columns(input_ids, length, scorer.pad_token_id), pad_columns(masked.to(device), length, scorer.pad_token_id)])

@@ -113,6 +113,11 @@ def test_loss_is_one_minus_a_ce_plus_a_mlm(tmp_path, model_name, request):
         for batch, mlm_batch in (((labelled, labelled_attention), wider_mlm), (wider_labelled, (masked, attention, targets))):
             got = teacher_loss(scorer, *batch, labels, mlm_batch, 0.3)
             assert float(got) == pytest.approx(float(0.7 * ce + 0.3 * mlm), rel=1e-5, abs=1e-6)
+    # A batch without any MLM target adds nothing but still backpropagates.
+    no_targets = torch.full_like(targets, -100)
+    loss = teacher_loss(scorer, labelled, labelled_attention, labels, (masked, attention, no_targets), 0.3)
+    assert float(loss.detach()) == pytest.approx(float(0.7 * ce), rel=1e-5)
+    loss.backward()
 
 
 def test_no_targets_gives_zero_mlm_loss(tmp_path, tiny_bert):
