@@ -24,9 +24,9 @@ Methods (the ``method`` field of a result line):
   ipet_ensemble / ipet_student   the same after iPET's generations
   full_supervised   fine-tuning on the whole train.jsonl: the ceiling, one run per task
 
-The pipeline is driven through pet's public functions (pet.teachers.train_teachers,
-pet.labelling.label, pet.distillation.distill, pet.evaluation.evaluate); the supervised baselines
-reuse pet.modeling.load_classifier, pet.training.train and pet.student's helpers, so the baseline
+The pipeline is driven through pet's public functions (pet.stages.teachers.train.train_teachers,
+pet.stages.labelling.stage.label, pet.stages.distillation.stage.distill, pet.evaluation.evaluate); the supervised baselines
+reuse pet.core.modeling.load_classifier, pet.core.training.train and pet.stages.distillation.student's helpers, so the baseline
 and the PET student differ only in what they are trained on.
 """
 
@@ -155,11 +155,11 @@ def device_name(device) -> str:
 
 def config_keys() -> dict[str, set[str]]:
     """Settings this version of pet knows, so the benchmark runs before and after new features land."""
-    from pet.config import RunConfig, TeachersConfig
+    from pet.io.config import RunConfig, TeachersConfig
 
     keys = {"teachers": set(TeachersConfig.model_fields), "sections": set(RunConfig.model_fields)}
     if "ipet" in keys["sections"]:
-        from pet.config import IpetConfig
+        from pet.io.config import IpetConfig
 
         keys["ipet"] = set(IpetConfig.model_fields)
     return keys
@@ -190,7 +190,7 @@ class Job:
         self.spec = TASKS[task]
         self.data = Path(args.data) / task
         self.results = Path(args.out) / RESULTS
-        from pet.modeling import pick_device
+        from pet.core.modeling import pick_device
 
         self.device = pick_device(args.device)
         if self.device.type == "cuda":
@@ -213,18 +213,18 @@ class Job:
         log(f"{self.task} n={n} s={seed} {method}: acc {acc if acc is None else round(acc, 4)} ({wall:.1f}s)")
 
     def table(self, path: Path, labelled: bool = True, labels=None):
-        from pet.data import Table
+        from pet.io.data import Table
 
         return Table(path, path.name, self.spec["fields"], "id", "label" if labelled else None,
                      labels if labelled else None).read_all()
 
     def labels(self) -> list[str]:
-        from pet.patterns import load_verbalizers
+        from pet.io.patterns import load_verbalizers
 
         return list(load_verbalizers(REPO / "verbalizers" / f"{self.spec['files']}.yaml")[0].labels)
 
     def run_config(self, train: Path | None, unlabeled: Path, extra: dict[str, Any] | None = None):
-        from pet.config import config_from_json
+        from pet.io.config import config_from_json
 
         p = self.profile
         teachers = {k: v for k, v in p["teachers"].items() if k in self.keys["teachers"]}
@@ -253,11 +253,11 @@ class Job:
         import torch
         import torch.nn.functional as F
 
-        from pet.encoding import pad
-        from pet.metrics import classification_metrics
-        from pet.modeling import autocast, load_classifier, load_tokenizer
-        from pet.student import classifier_logits, student_texts, tokenize_pairs
-        from pet.training import EpochSampler, OptimSettings, train
+        from pet.core.encoding import pad
+        from pet.core.metrics import classification_metrics
+        from pet.core.modeling import autocast, load_classifier, load_tokenizer
+        from pet.stages.distillation.student import classifier_logits, student_texts, tokenize_pairs
+        from pet.core.training import EpochSampler, OptimSettings, train
 
         labels = self.labels()
         fields = list(self.spec["fields"])
@@ -311,11 +311,11 @@ class Job:
     def zero_shot(self) -> None:
         import torch
 
-        from pet.encoding import VerbalizerTokens
-        from pet.metrics import classification_metrics
-        from pet.modeling import autocast, load_masked_lm
-        from pet.scoring import MaskedLMScorer
-        from pet.task import prepare_task
+        from pet.core.encoding import VerbalizerTokens
+        from pet.core.metrics import classification_metrics
+        from pet.core.modeling import autocast, load_masked_lm
+        from pet.core.scoring import MaskedLMScorer
+        from pet.stages.teachers.task import prepare_task
 
         started = time.perf_counter()
         # a labelled file is only needed to build the task; zero-shot never reads its labels
@@ -351,10 +351,10 @@ class Job:
 
     # -- PET and iPET through the library's stages ------------------------------------------------
     def pet(self, n: int, seed: int, iterative: bool) -> None:
-        from pet.distillation import distill
+        from pet.stages.distillation.stage import distill
         from pet.evaluation import evaluate
-        from pet.labelling import label
-        from pet.teachers import train_teachers
+        from pet.stages.labelling.stage import label
+        from pet.stages.teachers.train import train_teachers
 
         prefix = "ipet" if iterative else "pet"
         run = Path(self.args.work) / "runs" / f"{self.task}-n{n}-s{seed}-{prefix}"

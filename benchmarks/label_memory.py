@@ -83,15 +83,15 @@ def import_libraries() -> None:
     import torch  # noqa: F401
     import transformers  # noqa: F401
 
-    import pet.labelling  # noqa: F401
-    import pet.task  # noqa: F401
-    import pet.teachers  # noqa: F401
+    import pet.stages.labelling.stage  # noqa: F401
+    import pet.stages.teachers.task  # noqa: F401
+    import pet.stages.teachers.train  # noqa: F401
 
 
 def child_label(teachers: str, output: str) -> None:
     """Stage B in this process; prints peak RSS before and after, and the time taken."""
     import_libraries()
-    from pet.labelling import label
+    from pet.stages.labelling.stage import label
 
     baseline = current_rss_mb()
     started = time.perf_counter()
@@ -105,12 +105,12 @@ def child_naive(teachers: str) -> None:
     """What streaming avoids: every text and its token ids in memory at once (no scoring)."""
     import_libraries()
 
-    from pet.artifacts import read_manifest
-    from pet.config import config_from_json
-    from pet.encoding import PatternEncoder
-    from pet.modeling import load_tokenizer
-    from pet.patterns import pattern_from_json
-    from pet.task import open_table
+    from pet.io.artifacts import read_manifest
+    from pet.io.config import config_from_json
+    from pet.core.encoding import PatternEncoder
+    from pet.core.modeling import load_tokenizer
+    from pet.io.patterns import pattern_from_json
+    from pet.stages.teachers.task import open_table
 
     manifest = read_manifest(Path(teachers), "teachers")
     config = config_from_json(manifest["config"])

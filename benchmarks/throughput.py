@@ -7,7 +7,7 @@ teacher steps per second the device delivers with 1, 2, 4, ... processes trainin
     python benchmarks/throughput.py --procs 1 2 4 8 --steps 100 --shared SHARED
 
 Each process trains one PET teacher exactly as the full profile does (sst2, n = 32, the profile's
-batch size, learning rate and auxiliary MLM weight) through pet.teachers.train_teacher. The
+batch size, learning rate and auxiliary MLM weight) through pet.stages.teachers.train.train_teacher. The
 processes load their model first, then start together at a barrier, so the clock covers training
 (plus the labelled-set scoring and checkpoint writing every teacher does) and not Python imports.
 One JSON line per process count goes to stdout; a summary line per count goes to stderr.
@@ -37,9 +37,9 @@ def job_args(args: argparse.Namespace, work: Path) -> argparse.Namespace:
 def worker(args: argparse.Namespace, work: Path, index: int, barrier, results) -> None:
     import torch
 
-    from pet.modeling import load_masked_lm
-    from pet.task import prepare_task
-    from pet.teachers import teacher_specs, train_teacher
+    from pet.core.modeling import load_masked_lm
+    from pet.stages.teachers.task import prepare_task
+    from pet.stages.teachers.train import teacher_specs, train_teacher
 
     torch.set_num_threads(args.threads)
     profile = fewshot.PROFILES["full"]

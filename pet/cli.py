@@ -44,7 +44,7 @@ def _stderr(message: str) -> None:
 def handled() -> Iterator[None]:
     """Turn failures into one line on stderr and an exit code."""
     from pet.errors import PetError
-    from pet.progress import setup_logging
+    from pet.core.progress import setup_logging
 
     setup_logging(state["verbose"])
     try:
@@ -67,7 +67,7 @@ def handled() -> Iterator[None]:
 
 
 def _overrides(ctx: typer.Context) -> dict[str, Any]:
-    from pet.config import parse_overrides
+    from pet.io.config import parse_overrides
 
     return parse_overrides(list(ctx.args))
 
@@ -83,8 +83,8 @@ def train_teachers_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="Output folder, e.g. RUN/teachers."),
 ) -> None:
     with handled():
-        from pet.config import load_config
-        from pet.teachers import train_teachers
+        from pet.io.config import load_config
+        from pet.stages.teachers.train import train_teachers
 
         manifest = train_teachers(load_config(config, _overrides(ctx)), output)
         kind = " zero-shot" if manifest.get("zero_shot") and not manifest.get("ipet") else ""
@@ -100,7 +100,7 @@ def label_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="Output folder, e.g. RUN/labels."),
 ) -> None:
     with handled():
-        from pet.labelling import label
+        from pet.stages.labelling.stage import label
 
         manifest = label(teachers, output, _overrides(ctx))
         line = f"{manifest['statistics']['examples']} soft labels in {output}"
@@ -116,7 +116,7 @@ def distill_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="Output folder, e.g. RUN/student."),
 ) -> None:
     with handled():
-        from pet.distillation import distill
+        from pet.stages.distillation.stage import distill
 
         manifest = distill(labels, output, _overrides(ctx))
         line = f"student in {output}"
@@ -133,7 +133,7 @@ def run_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     with handled():
-        from pet.config import load_config
+        from pet.io.config import load_config
         from pet.pipeline import run
 
         summary = run(load_config(config, _overrides(ctx)), output)

@@ -12,12 +12,12 @@ from typing import Any
 
 import torch
 
-from pet import maths
-from pet.artifacts import MANIFEST, read_json, read_manifest
-from pet.config import RunConfig, config_from_json
-from pet.data import Examples, Table
+from pet.core import maths
+from pet.io.artifacts import MANIFEST, read_json, read_manifest
+from pet.io.config import RunConfig, config_from_json
+from pet.io.data import Examples, Table
 from pet.errors import PetError
-from pet.metrics import classification_metrics
+from pet.core.metrics import classification_metrics
 
 
 def folder_stage(model_dir: Path) -> str:
@@ -39,8 +39,8 @@ def read_examples(config: RunConfig, path: Path, labels: list[str], labelled: bo
 
 
 def student_logits(model_dir: Path, manifest: dict[str, Any], config: RunConfig, examples: Examples) -> torch.Tensor:
-    from pet.modeling import autocast, load_classifier, load_tokenizer, pick_device
-    from pet.student import classifier_logits, student_texts, tokenize_pairs
+    from pet.core.modeling import autocast, load_classifier, load_tokenizer, pick_device
+    from pet.stages.distillation.student import classifier_logits, student_texts, tokenize_pairs
 
     device = pick_device(config.runtime.device)
     tokenizer = load_tokenizer(str(model_dir))
@@ -52,9 +52,9 @@ def student_logits(model_dir: Path, manifest: dict[str, Any], config: RunConfig,
 
 def teachers_logits(model_dir: Path, manifest: dict[str, Any], config: RunConfig, examples: Examples) -> torch.Tensor:
     """[K, N, C] logits of every teacher."""
-    from pet.modeling import autocast, pick_device
-    from pet.patterns import pattern_from_json, verbalizer_from_json
-    from pet.teachers import load_teacher
+    from pet.core.modeling import autocast, pick_device
+    from pet.io.patterns import pattern_from_json, verbalizer_from_json
+    from pet.stages.teachers.train import load_teacher
 
     device = pick_device(config.runtime.device)
     patterns = {p["id"]: pattern_from_json(p) for p in manifest["patterns"]}
@@ -68,7 +68,7 @@ def teachers_logits(model_dir: Path, manifest: dict[str, Any], config: RunConfig
 
 
 def ensemble(manifest: dict[str, Any], config: RunConfig, logits: torch.Tensor) -> torch.Tensor:
-    from pet.labelling import ensemble_weights
+    from pet.stages.labelling.stage import ensemble_weights
 
     return maths.ensemble_logits(logits, ensemble_weights(manifest["teachers"], config.labelling.ensemble))
 
@@ -102,11 +102,11 @@ def evaluate(model_dir: Path, data: Path) -> dict[str, Any]:
 
 def evaluate_zero_shot(config_path: Path, data: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Each pattern x verbalizer's zero-shot accuracy (the untrained model) and their uniform ensemble, from a run config."""
-    from pet.config import load_config
-    from pet.modeling import load_masked_lm, pick_device
-    from pet.scoring import MaskedLMScorer
-    from pet.task import prepare_task
-    from pet.teachers import score_examples, teacher_specs
+    from pet.io.config import load_config
+    from pet.core.modeling import load_masked_lm, pick_device
+    from pet.core.scoring import MaskedLMScorer
+    from pet.stages.teachers.task import prepare_task
+    from pet.stages.teachers.train import score_examples, teacher_specs
 
     config = load_config(config_path, {**(overrides or {}), "teachers.zero_shot": True})
     task = prepare_task(config)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pet.config import RunConfig
-from pet.distillation import distill
-from pet.labelling import label
-from pet.teachers import train_teachers
+from pet.io.config import RunConfig
+from pet.stages.distillation.stage import distill
+from pet.stages.labelling.stage import label
+from pet.stages.teachers.train import train_teachers
 
 
 def run(config: RunConfig, output: Path) -> dict[str, Any]:

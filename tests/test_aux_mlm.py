@@ -14,10 +14,10 @@ from pet.cli import app
 
 
 def encode_batch(config_path, rows: int):
-    from pet.config import load_config
-    from pet.data import Examples
-    from pet.encoding import pad
-    from pet.task import prepare_task
+    from pet.io.config import load_config
+    from pet.io.data import Examples
+    from pet.core.encoding import pad
+    from pet.stages.teachers.task import prepare_task
 
     task = prepare_task(load_config(config_path))
     texts = sentiment_rows("u", rows, labelled=False)
@@ -30,7 +30,7 @@ def encode_batch(config_path, rows: int):
 
 @pytest.mark.parametrize("model", ["tiny_bert", "tiny_roberta"])
 def test_masking_never_targets_padding_special_tokens_or_the_pattern_mask(tmp_path, model, request):
-    from pet.mlm import MlmMasker
+    from pet.core.mlm import MlmMasker
 
     model_dir = request.getfixturevalue(model)
     task, input_ids, attention = encode_batch(write_project(tmp_path, model_dir), 64)
@@ -64,7 +64,7 @@ def test_masking_never_targets_padding_special_tokens_or_the_pattern_mask(tmp_pa
 
 
 def test_masking_is_seeded(tmp_path, tiny_bert):
-    from pet.mlm import MlmMasker
+    from pet.core.mlm import MlmMasker
 
     task, input_ids, attention = encode_batch(write_project(tmp_path, tiny_bert), 16)
     first = MlmMasker(task.tokenizer, len(task.tokenizer), 0.15, seed=7)
@@ -79,9 +79,9 @@ def test_masking_is_seeded(tmp_path, tiny_bert):
 @pytest.mark.parametrize("model_name", ["tiny_bert", "tiny_roberta"])
 def test_loss_is_one_minus_a_ce_plus_a_mlm(tmp_path, model_name, request):
     """teacher_loss against a hand computation from the full model output on a fixed batch."""
-    from pet.mlm import MlmMasker, teacher_loss
-    from pet.modeling import load_masked_lm
-    from pet.scoring import MaskedLMScorer
+    from pet.core.mlm import MlmMasker, teacher_loss
+    from pet.core.modeling import load_masked_lm
+    from pet.core.scoring import MaskedLMScorer
 
     model_dir = request.getfixturevalue(model_name)
     task, input_ids, attention = encode_batch(write_project(tmp_path, model_dir), 12)
@@ -121,7 +121,7 @@ def test_loss_is_one_minus_a_ce_plus_a_mlm(tmp_path, model_name, request):
 
 
 def test_no_targets_gives_zero_mlm_loss(tmp_path, tiny_bert):
-    from pet import maths
+    from pet.core import maths
 
     logits = torch.randn(3, 5, 10, requires_grad=True)
     loss = maths.masked_lm_loss(logits, torch.full((3, 5), -100))
@@ -135,9 +135,9 @@ def test_no_targets_gives_zero_mlm_loss(tmp_path, tiny_bert):
 
 
 def test_each_step_draws_three_times_as_many_unlabeled_examples(tmp_path, tiny_bert, monkeypatch):
-    from pet import mlm
-    from pet.config import load_config
-    from pet.teachers import train_teachers
+    from pet.core import mlm
+    from pet.io.config import load_config
+    from pet.stages.teachers.train import train_teachers
 
     shapes = []
     original = mlm.MlmMasker.__call__
@@ -155,8 +155,8 @@ def test_each_step_draws_three_times_as_many_unlabeled_examples(tmp_path, tiny_b
 
 
 def test_aux_loss_changes_training_and_is_deterministic(tmp_path, tiny_bert):
-    from pet.config import load_config
-    from pet.teachers import train_teachers
+    from pet.io.config import load_config
+    from pet.stages.teachers.train import train_teachers
 
     def losses(folder, weight):
         project = write_project(tmp_path / folder, tiny_bert)
@@ -185,7 +185,7 @@ def test_mlm_weight_from_cli_and_validation(tmp_path, tiny_bert):
 
 
 def test_default_is_the_paper_value():
-    from pet.config import TeachersConfig
+    from pet.io.config import TeachersConfig
 
     settings = TeachersConfig()
     assert settings.mlm_weight == 1e-4 and settings.unlabeled_ratio == 3 and settings.mlm_probability == 0.15

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pet.config import apply_overrides, load_config, parse_overrides
+from pet.io.config import apply_overrides, load_config, parse_overrides
 from pet.errors import PetError
 
 MINIMAL = ("model: some-org/some-model\n"

@@ -1,10 +1,10 @@
-"""pet.data.Table: random access to rows without reading the whole file (auxiliary MLM batches, iPET)."""
+"""pet.io.data.Table: random access to rows without reading the whole file (auxiliary MLM batches, iPET)."""
 
 from __future__ import annotations
 
 from conftest import sentiment_rows, write_jsonl
 
-from pet.data import Table
+from pet.io.data import Table
 
 
 def test_take_reads_rows_in_any_order_with_repeats_like_read_all(tmp_path):

@@ -7,10 +7,10 @@ import random
 import pytest
 import torch
 
-from pet.data import Examples
-from pet.encoding import PatternEncoder, SpecialTokens, length_sorted_batches, pad, trim_lengths, verbalizer_tokens
+from pet.io.data import Examples
+from pet.core.encoding import PatternEncoder, SpecialTokens, length_sorted_batches, pad, trim_lengths, verbalizer_tokens
 from pet.errors import PetError
-from pet.patterns import Pattern, Verbalizer, parse_template
+from pet.io.patterns import Pattern, Verbalizer, parse_template
 
 
 def make_pattern(template: str, shorten: tuple[str, ...] | None = None, pid: str = "p") -> Pattern:
@@ -244,8 +244,8 @@ def test_length_sorted_batches_cover_every_index_once():
 def scorer_setup(request, tiny_bert, tiny_roberta):
     from transformers import AutoTokenizer
 
-    from pet.modeling import load_masked_lm
-    from pet.scoring import MaskedLMScorer
+    from pet.core.modeling import load_masked_lm
+    from pet.core.scoring import MaskedLMScorer
 
     folder = {"bert": tiny_bert, "roberta": tiny_roberta}[request.param]
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
@@ -297,8 +297,8 @@ def test_score_returns_rows_in_input_order(scorer_setup):
 
 def test_prepare_task_fails_early_when_a_pattern_cannot_fit(project):
     """The check runs before any training: the fixed part of 'it-was' ([CLS] it was [MASK] . [SEP]) is 6 tokens."""
-    from pet.config import load_config
-    from pet.task import prepare_task
+    from pet.io.config import load_config
+    from pet.stages.teachers.task import prepare_task
 
     with pytest.raises(PetError) as err:
         prepare_task(load_config(project, {"teachers.max_length": 5}))

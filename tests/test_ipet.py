@@ -18,7 +18,7 @@ def read_jsonl(path):
 
 
 def test_split_counts_and_sizes():
-    from pet.ipet import generation_size, split_counts
+    from pet.stages.teachers.ipet import generation_size, split_counts
 
     assert split_counts(8, [6.0, 2.0]) == [6, 2]
     assert split_counts(10, [1.0, 1.0, 1.0]) == [4, 3, 3]
@@ -42,8 +42,8 @@ IPET = {"ipet.generations": 2, "ipet.growth": 2, "ipet.teacher_fraction": 0.5, "
 
 @pytest.fixture(scope="module")
 def ipet_run(tmp_path_factory, tiny_bert):
-    from pet.config import load_config
-    from pet.teachers import train_teachers
+    from pet.io.config import load_config
+    from pet.stages.teachers.train import train_teachers
 
     folder = tmp_path_factory.mktemp("ipet")
     config = load_config(skewed_project(folder, tiny_bert), IPET)
@@ -93,7 +93,7 @@ def test_added_examples_follow_the_ensemble_of_the_chosen_teachers(ipet_run):
     """Each added example carries the label the chosen teachers' ensemble predicts, with its probability."""
     from safetensors.torch import load_file
 
-    from pet import maths
+    from pet.core import maths
 
     folder, manifest = ipet_run
     generation = manifest["ipet"]["generations"][1]
@@ -117,8 +117,8 @@ def test_added_examples_follow_the_ensemble_of_the_chosen_teachers(ipet_run):
 
 
 def test_ipet_is_deterministic_and_resumes(ipet_run, tmp_path, tiny_bert):
-    from pet.config import load_config
-    from pet.teachers import train_teachers
+    from pet.io.config import load_config
+    from pet.stages.teachers.train import train_teachers
 
     folder, manifest = ipet_run
     config = load_config(skewed_project(tmp_path, tiny_bert), IPET)

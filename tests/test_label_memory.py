@@ -17,7 +17,7 @@ from pathlib import Path
 from conftest import write_project
 from typer.testing import CliRunner
 
-from pet.artifacts import read_manifest
+from pet.io.artifacts import read_manifest
 from pet.cli import app
 
 ADJECTIVES = ["great", "good", "excellent", "wonderful", "awesome", "fine", "terrible", "bad", "awful", "boring", "poor", "dull"]
@@ -55,11 +55,11 @@ def traced_peak(fn) -> int:
 def test_labelling_memory_does_not_grow_with_the_texts(tmp_path, tiny_bert, monkeypatch):
     import torch
 
-    import pet.data
-    import pet.labelling
+    import pet.io.data
+    import pet.stages.labelling.stage
 
-    monkeypatch.setattr(pet.data, "CHUNK", 500)
-    monkeypatch.setattr(pet.data, "ID_BLOCK", 500)
+    monkeypatch.setattr(pet.io.data, "CHUNK", 500)
+    monkeypatch.setattr(pet.io.data, "ID_BLOCK", 500)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model gains nothing from more, and a busy machine loses a lot
     try:
@@ -69,17 +69,17 @@ def test_labelling_memory_does_not_grow_with_the_texts(tmp_path, tiny_bert, monk
 
 
 def run_comparison(tmp_path: Path, tiny_bert: Path) -> None:
-    import pet.labelling
-    from pet.config import config_from_json
-    from pet.task import open_table
+    import pet.stages.labelling.stage
+    from pet.io.config import config_from_json
+    from pet.stages.teachers.task import open_table
 
     small, large = teachers_for(tmp_path / "small", tiny_bert, 1_000), teachers_for(tmp_path / "large", tiny_bert, 6_000)
     # A first run warms caches (imports, datasets' Arrow conversion is per file, so convert both first).
     for teachers in (small, large):
         manifest = read_manifest(teachers, "teachers")
         open_table(config_from_json(manifest["config"]), Path(manifest["config"]["data"]["unlabeled"]), "unlabeled", None, False)
-    pet.labelling.label(small, tmp_path / "warm")
-    peaks = {name: traced_peak(lambda t=t, name=name: pet.labelling.label(t, tmp_path / f"labels-{name}"))
+    pet.stages.labelling.stage.label(small, tmp_path / "warm")
+    peaks = {name: traced_peak(lambda t=t, name=name: pet.stages.labelling.stage.label(t, tmp_path / f"labels-{name}"))
              for name, t in (("small", small), ("large", large))}
 
     in_memory = holding_everything(read_manifest(large, "teachers"))
@@ -90,11 +90,11 @@ def run_comparison(tmp_path: Path, tiny_bert: Path) -> None:
 
 def holding_everything(manifest: dict) -> int:
     """Traced peak of what streaming avoids: every text of the unlabeled file and its token ids at once."""
-    from pet.config import config_from_json
-    from pet.encoding import PatternEncoder
-    from pet.modeling import load_tokenizer
-    from pet.patterns import pattern_from_json
-    from pet.task import open_table
+    from pet.io.config import config_from_json
+    from pet.core.encoding import PatternEncoder
+    from pet.core.modeling import load_tokenizer
+    from pet.io.patterns import pattern_from_json
+    from pet.stages.teachers.task import open_table
 
     config = config_from_json(manifest["config"])
     tokenizer = load_tokenizer(config.model)
@@ -111,12 +111,12 @@ def holding_everything(manifest: dict) -> int:
 
 def test_stage_a_memory_does_not_grow_with_the_texts(tmp_path, tiny_bert, monkeypatch):
     """Auxiliary MLM batches and iPET's scoring of the unlabeled set read it from disk, a chunk at a time."""
-    import pet.data
-    from pet.config import load_config
-    from pet.teachers import train_teachers
+    import pet.io.data
+    from pet.io.config import load_config
+    from pet.stages.teachers.train import train_teachers
 
-    monkeypatch.setattr(pet.data, "CHUNK", 500)
-    monkeypatch.setattr(pet.data, "ID_BLOCK", 500)
+    monkeypatch.setattr(pet.io.data, "CHUNK", 500)
+    monkeypatch.setattr(pet.io.data, "ID_BLOCK", 500)
     configs = {}
     for name, count in (("small", 1_000), ("large", 6_000)):
         configs[name] = load_config(project_with_texts(tmp_path / name, tiny_bert, count, 0.5, "ipet:\n  generations: 1\n"))

@@ -1,4 +1,4 @@
-"""pet.maths against hand computations on small explicit tensors."""
+"""pet.core.maths against hand computations on small explicit tensors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pet import maths
+from pet.core import maths
 
 
 def close(a, b, tol=1e-6):
@@ -218,7 +218,7 @@ def test_agreement_fraction_of_teachers():
 # --- ensemble weights from teacher records, and metrics --------------------------------------------
 
 def test_ensemble_weights_from_teacher_accuracies():
-    from pet.labelling import ensemble_weights
+    from pet.stages.labelling.stage import ensemble_weights
 
     entries = [{"weight": 0.75}, {"weight": 0.25}, {"weight": 0.5}]
     assert ensemble_weights(entries, "mean") is None
@@ -232,7 +232,7 @@ def test_ensemble_weights_from_teacher_accuracies():
 
 
 def test_classification_metrics_by_hand():
-    from pet.metrics import classification_metrics
+    from pet.core.metrics import classification_metrics
 
     # class 0: precision 1, recall 1/2 -> F1 2/3; class 1: precision 2/3, recall 1 -> F1 4/5
     got = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1], ["negative", "positive"])

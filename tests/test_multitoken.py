@@ -55,11 +55,11 @@ def brute_force(model, task, pattern, verbalizer, examples):
 
 @pytest.mark.parametrize("model", ["tiny_bert", "tiny_roberta"])
 def test_batched_scores_equal_brute_force(tmp_path, model, request):
-    from pet.config import load_config
-    from pet.data import Examples
-    from pet.modeling import load_masked_lm
-    from pet.scoring import MaskedLMScorer
-    from pet.task import prepare_task
+    from pet.io.config import load_config
+    from pet.io.data import Examples
+    from pet.core.modeling import load_masked_lm
+    from pet.core.scoring import MaskedLMScorer
+    from pet.stages.teachers.task import prepare_task
 
     model_dir = request.getfixturevalue(model)
     task = prepare_task(load_config(multi_project(tmp_path, model_dir)))
@@ -77,11 +77,11 @@ def test_batched_scores_equal_brute_force(tmp_path, model, request):
 
 
 def test_single_token_verbalizers_keep_the_fast_path(tmp_path, tiny_bert):
-    from pet.config import load_config
-    from pet.data import Examples
-    from pet.modeling import load_masked_lm
-    from pet.scoring import MaskedLMScorer
-    from pet.task import prepare_task
+    from pet.io.config import load_config
+    from pet.io.data import Examples
+    from pet.core.modeling import load_masked_lm
+    from pet.core.scoring import MaskedLMScorer
+    from pet.stages.teachers.task import prepare_task
 
     task = prepare_task(load_config(multi_project(tmp_path, tiny_bert)))
     single = next(v for v in task.verbalizers if v.id == "single")
@@ -104,7 +104,7 @@ def test_single_token_verbalizers_keep_the_fast_path(tmp_path, tiny_bert):
 
 
 def test_multi_token_scores_by_hand():
-    from pet import maths
+    from pet.core import maths
 
     # B=1, M=2 masks, V=4. Label 0: word [1] ; label 1: words [2, 3] (two tokens) and [0].
     logits = torch.tensor([[[0.0, 1.0, 2.0, 3.0], [3.0, 2.0, 1.0, 0.0]]])
@@ -130,7 +130,7 @@ def test_multi_token_teachers_train_label_and_evaluate(tmp_path, tiny_roberta):
         record = json.loads((run / "teachers" / entry["path"] / "teacher.json").read_text())
         assert record["num_masks"] > 1 and isinstance(record["verbalizer_token_ids"][0][0], list)
     # Loading a teacher back gives the same scores as the stage-B soft labels were made from.
-    from pet.config import config_from_json
+    from pet.io.config import config_from_json
     from pet.evaluation import read_examples, teachers_logits
 
     cfg = config_from_json(manifest["config"])

@@ -13,7 +13,7 @@ import yaml
 from conftest import REPO, SHARED_MODEL, sentiment_rows, write_jsonl, write_project
 
 from pet.errors import PetError
-from pet.patterns import Pattern, Segment, load_patterns, load_verbalizers, parse_template, pattern_from_json
+from pet.io.patterns import Pattern, Segment, load_patterns, load_verbalizers, parse_template, pattern_from_json
 
 PATTERN_FILES = sorted((REPO / "patterns").glob("*.yaml"))
 VERBALIZER_FILES = sorted((REPO / "verbalizers").glob("*.yaml"))
@@ -235,7 +235,7 @@ def test_shipped_verbalizers_load(path):
 def test_shipped_words_are_single_tokens_in_every_pattern_context(task):
     from transformers import AutoTokenizer
 
-    from pet.encoding import PatternEncoder, verbalizer_tokens, word_tokens_in_context
+    from pet.core.encoding import PatternEncoder, verbalizer_tokens, word_tokens_in_context
 
     tokenizer = AutoTokenizer.from_pretrained(str(SHARED_MODEL))
     for pattern in load_patterns(REPO / "patterns" / f"{task}.yaml"):
@@ -253,8 +253,8 @@ def test_shipped_words_are_single_tokens_in_every_pattern_context(task):
 # --- validation against data and tokenizer (through prepare_task) ---------------------------------
 
 def load_task(config_path: Path, **overrides):
-    from pet.config import load_config
-    from pet.task import prepare_task
+    from pet.io.config import load_config
+    from pet.stages.teachers.task import prepare_task
 
     return prepare_task(load_config(config_path, overrides or None))
 
@@ -371,8 +371,8 @@ def test_bpe_leading_space_changes_the_token(roberta_tokenizer):
     ("Just {mask}! {text}", True),
 ])
 def test_pet_picks_the_in_context_form(roberta_tokenizer, template, spaced):
-    from pet.encoding import PatternEncoder, verbalizer_tokens, word_tokens_in_context
-    from pet.patterns import Verbalizer
+    from pet.core.encoding import PatternEncoder, verbalizer_tokens, word_tokens_in_context
+    from pet.io.patterns import Verbalizer
 
     tok = roberta_tokenizer
     expected = {w: tok((" " if spaced else "") + w, add_special_tokens=False)["input_ids"] for w in ("great", "bad")}
@@ -393,7 +393,7 @@ def test_pet_picks_the_in_context_form(roberta_tokenizer, template, spaced):
 def test_bert_word_tokens_do_not_depend_on_spaces(tiny_bert):
     from transformers import AutoTokenizer
 
-    from pet.encoding import word_tokens_in_context
+    from pet.core.encoding import word_tokens_in_context
 
     tok = AutoTokenizer.from_pretrained(str(tiny_bert))
     great = tok.convert_tokens_to_ids("great")

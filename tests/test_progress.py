@@ -7,8 +7,8 @@ import io
 import pytest
 from rich.console import Console
 
-from pet import progress as progress_module
-from pet.progress import LineReporter, clock_time
+from pet.core import progress as progress_module
+from pet.core.progress import LineReporter, clock_time
 
 
 class FakeClock:

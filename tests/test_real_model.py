@@ -46,7 +46,7 @@ def test_model_is_loaded_in_float32_although_stored_in_float16():
     import torch
     from safetensors import safe_open
 
-    from pet.modeling import load_masked_lm
+    from pet.core.modeling import load_masked_lm
 
     assert json.loads((SHARED_MODEL / "config.json").read_text())["dtype"] == "float16"
     with safe_open(str(SHARED_MODEL / "model.safetensors"), "pt") as stored:

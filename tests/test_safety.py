@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from pet.cli import app
 
-SOURCES = sorted((REPO / "pet").glob("*.py"))
+SOURCES = sorted((REPO / "pet").rglob("*.py"))
 
 # Pattern -> why it is banned from the package source.
 BANNED = {
@@ -113,7 +113,7 @@ def test_weights_only_as_safetensors(finished):
 
 
 def test_manifests_record_inputs_and_versions(finished):
-    from pet.artifacts import sha256_file
+    from pet.io.artifacts import sha256_file
 
     root, config, _ = finished
     run = root / "project" / "run"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pet.errors import PetError
-from pet.training import LOSS_CHECK_EVERY, OptimSettings, train
+from pet.core.training import LOSS_CHECK_EVERY, OptimSettings, train
 
 
 def quadratic(target: float):

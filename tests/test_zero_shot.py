@@ -46,9 +46,9 @@ def test_zero_shot_run_end_to_end(tmp_path, tiny_bert, train):
 
 
 def test_zero_shot_wmean_warns(tmp_path, tiny_bert, caplog):
-    from pet.config import load_config
-    from pet.labelling import label
-    from pet.teachers import train_teachers
+    from pet.io.config import load_config
+    from pet.stages.labelling.stage import label
+    from pet.stages.teachers.train import train_teachers
 
     config = load_config(zero_shot_config(tmp_path, tiny_bert, None))
     train_teachers(config, tmp_path / "teachers")
@@ -60,9 +60,9 @@ def test_zero_shot_wmean_warns(tmp_path, tiny_bert, caplog):
 
 def test_evaluate_reports_each_patterns_zero_shot_accuracy(tmp_path, tiny_bert):
     from pet.evaluation import evaluate, teachers_logits
-    from pet.config import load_config
-    from pet.task import prepare_task
-    from pet.teachers import train_teachers
+    from pet.io.config import load_config
+    from pet.stages.teachers.task import prepare_task
+    from pet.stages.teachers.train import train_teachers
 
     config = load_config(zero_shot_config(tmp_path, tiny_bert, None))
     train_teachers(config, tmp_path / "teachers")
@@ -73,13 +73,13 @@ def test_evaluate_reports_each_patterns_zero_shot_accuracy(tmp_path, tiny_bert):
     assert report["ensemble"]["method"] == "mean"
     # The numbers are the untrained model's: recompute them directly from the base model.
     import torch
-    from pet.modeling import load_masked_lm
-    from pet.scoring import MaskedLMScorer
+    from pet.core.modeling import load_masked_lm
+    from pet.core.scoring import MaskedLMScorer
 
     task = prepare_task(config)
     test = json.loads("[" + ",".join((tmp_path / "test.jsonl").read_text().split("\n")[:-1]) + "]")
     gold = torch.tensor([0 if r["label"] == "negative" else 1 for r in test])
-    from pet.data import Examples
+    from pet.io.data import Examples
 
     examples = Examples([r["id"] for r in test], {"text": [r["text"] for r in test]}, gold.tolist())
     model = load_masked_lm(str(tiny_bert), torch.device("cpu")).eval()
@@ -92,8 +92,8 @@ def test_evaluate_reports_each_patterns_zero_shot_accuracy(tmp_path, tiny_bert):
 
 
 def test_zero_shot_with_labels_records_weights(tmp_path, tiny_bert):
-    from pet.config import load_config
-    from pet.teachers import train_teachers
+    from pet.io.config import load_config
+    from pet.stages.teachers.train import train_teachers
 
     config = load_config(write_project(tmp_path, tiny_bert), {"teachers.zero_shot": True})
     manifest = train_teachers(config, tmp_path / "teachers")

@@ -18,16 +18,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from pet import maths
-from pet.artifacts import MANIFEST, base_manifest, check_inputs, prepare_output, read_manifest, write_json_atomic
-from pet.config import RunConfig, config_from_json
-from pet.data import Table
+from pet.core import maths
+from pet.io.artifacts import MANIFEST, base_manifest, check_inputs, prepare_output, read_manifest, write_json_atomic
+from pet.io.config import RunConfig, config_from_json
+from pet.io.data import Table
 from pet.errors import PetError
-from pet.metrics import classification_metrics
-from pet.patterns import pattern_from_json, verbalizer_from_json
-from pet.progress import info
-from pet.scoring import score_table
-from pet.task import open_table
+from pet.core.metrics import classification_metrics
+from pet.io.patterns import pattern_from_json, verbalizer_from_json
+from pet.core.progress import info
+from pet.core.scoring import score_table
+from pet.stages.teachers.task import open_table
 
 SOFT_LABELS = "soft_labels.parquet"
 PARTIAL = ".partial"
@@ -103,8 +103,8 @@ def teacher_logits(teachers_dir: Path, manifest: dict[str, Any], config: RunConf
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from pet.modeling import autocast, autocast_dtype, pick_device
-    from pet.teachers import load_teacher
+    from pet.core.modeling import autocast, autocast_dtype, pick_device
+    from pet.stages.teachers.train import load_teacher
 
     device = pick_device(config.runtime.device)
     stamp = f"{stamp}|{device.type}|{autocast_dtype(device, config.runtime.precision)}"

@@ -34,13 +34,13 @@ from typing import Any
 
 import torch
 
-from pet import maths
-from pet.artifacts import MANIFEST, write_json_atomic
-from pet.data import Examples
+from pet.core import maths
+from pet.io.artifacts import MANIFEST, write_json_atomic
+from pet.io.data import Examples
 from pet.errors import PetError
-from pet.progress import info
-from pet.task import Task
-from pet.teachers import (UNLABELED_LOGITS, TeacherSpec, derive_seed, run_generation, teacher_specs,
+from pet.core.progress import info
+from pet.stages.teachers.task import Task
+from pet.stages.teachers.train import (UNLABELED_LOGITS, TeacherSpec, derive_seed, run_generation, teacher_specs,
                           teachers_manifest)
 
 TRAIN_SETS = "train-sets"
@@ -239,7 +239,7 @@ def _without_labels(task: Task) -> Task:
     """Zero-shot iPET builds its training sets from nothing but the unlabeled set."""
     import dataclasses
 
-    from pet.task import empty_examples
+    from pet.stages.teachers.task import empty_examples
 
     if not len(task.train):
         return task

@@ -13,9 +13,9 @@ from typing import Sequence
 
 import torch
 
-from pet.data import Examples
+from pet.io.data import Examples
 from pet.errors import PetError
-from pet.patterns import Pattern, Verbalizer
+from pet.io.patterns import Pattern, Verbalizer
 
 
 @dataclass(frozen=True)

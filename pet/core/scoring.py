@@ -22,13 +22,18 @@ from typing import Iterable, Sequence
 
 import torch
 
-from pet import maths
-from pet.encoding import PatternEncoder, VerbalizerTokens, length_sorted_batches, pad
+from pet.core import maths
+from pet.core.encoding import PatternEncoder, VerbalizerTokens, length_sorted_batches, pad
 from pet.errors import PetError
-from pet.progress import progress
+from pet.core.progress import progress
 
 # Attribute of *ForMaskedLM models holding a head that maps hidden states to vocabulary logits.
 HEAD_ATTRIBUTES = ("cls", "lm_head", "predictions")
+
+
+def pad_id(tokenizer) -> int:
+    """The id used for padding; tokenizers without a pad token pad with 0 (attention masks hide it)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 class MaskedLMScorer:
@@ -41,6 +46,11 @@ class MaskedLMScorer:
         self.token_mask = None if verbalizer.token_mask is None else verbalizer.token_mask.to(device)
         self.num_masks = verbalizer.num_masks
         self.head = next((getattr(model, a) for a in HEAD_ATTRIBUTES if isinstance(getattr(model, a, None), torch.nn.Module)), None)
+
+    @classmethod
+    def for_tokenizer(cls, model, verbalizer: VerbalizerTokens, tokenizer) -> "MaskedLMScorer":
+        """The one way pet builds a scorer: mask and padding ids come from the model's tokenizer."""
+        return cls(model, verbalizer, tokenizer.mask_token_id, pad_id(tokenizer))
 
     @property
     def device(self) -> torch.device:
@@ -109,7 +119,7 @@ class MaskedLMScorer:
 
 
 def score_table(encoder: PatternEncoder, scorer: MaskedLMScorer, table, batch_size: int, autocast_ctx, label: str) -> torch.Tensor:
-    """[N, C] class scores of one teacher over a whole data table (pet.data.Table), read in chunks."""
+    """[N, C] class scores of one teacher over a whole data table (pet.io.data.Table), read in chunks."""
     parts = []
     with progress(label, len(table)) as advance:
         for chunk in table.chunks():

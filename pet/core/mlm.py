@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from pet import maths
+from pet.core import maths
 
 IGNORE = -100
 

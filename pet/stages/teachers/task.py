@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pet.artifacts import sha256_file
-from pet.config import RunConfig
-from pet.data import Examples, Table, check_label_coverage
-from pet.encoding import PatternEncoder, VerbalizerTokens, verbalizer_tokens
+from pet.io.artifacts import sha256_file
+from pet.io.config import RunConfig
+from pet.io.data import Examples, Table, check_label_coverage
+from pet.core.encoding import PatternEncoder, VerbalizerTokens, verbalizer_tokens
 from pet.errors import PetError
-from pet.patterns import Pattern, Verbalizer, load_patterns, load_verbalizers
+from pet.io.patterns import Pattern, Verbalizer, load_patterns, load_verbalizers
 
 
 @dataclass
@@ -62,7 +62,7 @@ def check_pattern_fields(patterns: list[Pattern], config: RunConfig) -> None:
 
 
 def prepare_task(config: RunConfig, tokenizer=None) -> Task:
-    from pet.modeling import check_masked_lm, load_tokenizer
+    from pet.core.modeling import check_masked_lm, load_tokenizer
 
     patterns = load_patterns(config.patterns.file, config.patterns.ids)
     verbalizers = load_verbalizers(config.verbalizers.file, config.verbalizers.ids)

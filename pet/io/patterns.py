@@ -12,12 +12,12 @@ import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Mapping, Sequence
 
 from pydantic import Field, field_validator
 
 from pet.errors import PetError
-from pet.yamlfile import Strict, load_model
+from pet.io.yamlfile import Strict, load_model
 
 MASK = "mask"
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -77,12 +77,33 @@ class Segment:
 
 @dataclass(frozen=True)
 class Pattern:
+    """A cloze template with exactly one ``{mask}``: ``Pattern("it-was", "{text} It was {mask}.")``.
+
+    ``shorten`` names the fields that may be truncated to fit ``max_length`` (default: every field);
+    ``segments`` is parsed from the template when not given. Invalid input raises a one-line PetError,
+    the same as a patterns YAML file would.
+    """
+
     id: str
     template: str
-    shorten: tuple[str, ...]
-    segments: tuple[Segment, ...]
+    shorten: tuple[str, ...] | None = None
+    segments: tuple[Segment, ...] | None = None
     name: str | None = None
     strip_final_punctuation: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        where = f"pattern '{self.id}'"
+        check_id(self.id, where)
+        if self.segments is None:
+            object.__setattr__(self, "segments", parse_template(self.template, where))
+        fields = self.fields
+        shorten = fields if self.shorten is None else tuple(self.shorten)
+        object.__setattr__(self, "shorten", shorten)
+        object.__setattr__(self, "strip_final_punctuation", tuple(self.strip_final_punctuation))
+        for key, names in (("shorten", shorten), ("strip_final_punctuation", self.strip_final_punctuation)):
+            for field in names:
+                if field not in fields:
+                    raise PetError(f"{where}: {key} names '{field}', which is not a placeholder of the template ({', '.join(fields)})")
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -118,10 +139,25 @@ class Pattern:
 
 @dataclass(frozen=True)
 class Verbalizer:
+    """Label words per label. ``Verbalizer("tg", {"negative": ["terrible"], "positive": ["great"]})``
+    takes the label order (the class index in every artifact) from the mapping; the long form
+    ``Verbalizer(id, labels, words)`` names it explicitly. A label's words may be one string or a list.
+    """
+
     id: str
-    labels: tuple[str, ...]
-    words: dict[str, tuple[str, ...]]
+    labels: tuple[str, ...] | Mapping[str, Sequence[str] | str]
+    words: Mapping[str, Sequence[str] | str] | None = None
     name: str | None = None
+
+    def __post_init__(self) -> None:
+        labels, words = self.labels, self.words
+        if words is None:
+            if not isinstance(labels, Mapping):
+                raise PetError(f"verbalizer '{self.id}': give the words as a mapping {{label: [word, ...]}}")
+            labels, words = tuple(labels), labels
+        labels, cleaned = checked_words(self.id, tuple(labels), dict(words), f"verbalizer '{self.id}'")
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "words", cleaned)
 
     def to_json(self) -> dict:
         return {"id": self.id, "name": self.name, "labels": list(self.labels), "words": {k: list(v) for k, v in self.words.items()}}
@@ -169,59 +205,78 @@ def parse_template(template: str, where: str) -> tuple[Segment, ...]:
     return tuple(segments)
 
 
-def load_patterns(path: Path, ids: list[str] | None = None) -> list[Pattern]:
-    spec = load_model(path, PatternFile, "patterns")
-    patterns: list[Pattern] = []
+def check_id(value: str, where: str) -> None:
+    if not isinstance(value, str) or not ID_RE.match(value):
+        raise PetError(f"{where}: id may only use letters, digits, '-', '_' and '.'")
+
+
+def checked_words(verbalizer_id: str, labels: tuple[str, ...], words: dict, where: str) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    """Validated labels and per-label word tuples (stripped, none empty), in label order."""
+    check_id(verbalizer_id, where)
+    if len(labels) < 2:
+        raise PetError(f"{where}: needs at least two labels, got {len(labels)}")
+    if len(set(labels)) != len(labels):
+        duplicate = next(label for label in labels if labels.count(label) > 1)
+        raise PetError(f"{where}: label '{duplicate}' is listed twice in labels")
+    missing = [label for label in labels if label not in words]
+    if missing:
+        raise PetError(f"{where}: no words for label '{missing[0]}'")
+    extra = [label for label in words if label not in labels]
+    if extra:
+        raise PetError(f"{where}: words given for '{extra[0]}', which is not in labels ({', '.join(map(str, labels))})")
+    cleaned: dict[str, tuple[str, ...]] = {}
+    for label in labels:
+        given = words[label]
+        items = (given,) if isinstance(given, str) else tuple(given)
+        if any(not isinstance(word, str) for word in items):
+            raise PetError(f"{where}: label '{label}' has a word that is not text; quote it in YAML")
+        cleaned[label] = tuple(word.strip() for word in items)
+        if not cleaned[label]:
+            raise PetError(f"{where}: label '{label}' has an empty word list")
+        if any(not word for word in cleaned[label]):
+            raise PetError(f"{where}: label '{label}' has an empty word")
+    return labels, cleaned
+
+
+def in_file(path: Path | str, build):
+    """Run a constructor, naming the file in its error (the user edits the file, not the object)."""
+    try:
+        return build()
+    except PetError as err:
+        raise PetError(f"{path}: {err}") from None
+
+
+def unique(items: list, path: Path | str, what: str) -> list:
     seen: set[str] = set()
-    for item in spec.patterns:
-        where = f"{path}: pattern '{item.id}'"
-        if not ID_RE.match(item.id):
-            raise PetError(f"{where}: id may only use letters, digits, '-', '_' and '.'")
+    for item in items:
         if item.id in seen:
-            raise PetError(f"{where}: duplicate pattern id")
+            raise PetError(f"{path}: {what} '{item.id}': duplicate {what} id")
         seen.add(item.id)
-        segments = parse_template(item.template, where)
-        fields = tuple(dict.fromkeys(s.value for s in segments if s.kind == "field"))
-        shorten = tuple(item.shorten) if item.shorten is not None else fields
-        for key, names in (("shorten", shorten), ("strip_final_punctuation", item.strip_final_punctuation)):
-            for name in names:
-                if name not in fields:
-                    raise PetError(f"{where}: {key} names '{name}', which is not a placeholder of the template ({', '.join(fields)})")
-        patterns.append(Pattern(item.id, item.template, shorten, segments, item.name, tuple(item.strip_final_punctuation)))
-    return select(patterns, ids, path, "pattern")
+    return items
 
 
-def load_verbalizers(path: Path, ids: list[str] | None = None) -> list[Verbalizer]:
-    spec = load_model(path, VerbalizerFile, "verbalizers")
+def parse_patterns(spec: PatternFile, source: Path | str, ids: list[str] | None = None) -> list[Pattern]:
+    patterns = [in_file(source, lambda item=item: Pattern(item.id, item.template, None if item.shorten is None else tuple(item.shorten),
+                                                          None, item.name, tuple(item.strip_final_punctuation)))
+                for item in spec.patterns]
+    return select(unique(patterns, source, "pattern"), ids, source, "pattern")
+
+
+def parse_verbalizers(spec: VerbalizerFile, source: Path | str, ids: list[str] | None = None) -> list[Verbalizer]:
     labels = tuple(spec.labels)
     if len(set(labels)) != len(labels):
         duplicate = next(label for label in labels if labels.count(label) > 1)
-        raise PetError(f"{path}: label '{duplicate}' is listed twice in labels")
-    verbalizers: list[Verbalizer] = []
-    seen: set[str] = set()
-    for item in spec.verbalizers:
-        where = f"{path}: verbalizer '{item.id}'"
-        if not ID_RE.match(item.id):
-            raise PetError(f"{where}: id may only use letters, digits, '-', '_' and '.'")
-        if item.id in seen:
-            raise PetError(f"{where}: duplicate verbalizer id")
-        seen.add(item.id)
-        missing = [label for label in labels if label not in item.words]
-        if missing:
-            raise PetError(f"{where}: no words for label '{missing[0]}'")
-        extra = [label for label in item.words if label not in labels]
-        if extra:
-            raise PetError(f"{where}: words given for '{extra[0]}', which is not in labels ({', '.join(labels)})")
-        words: dict[str, tuple[str, ...]] = {}
-        for label in labels:
-            cleaned = tuple(word.strip() for word in item.words[label])
-            if not cleaned:
-                raise PetError(f"{where}: label '{label}' has an empty word list")
-            if any(not word for word in cleaned):
-                raise PetError(f"{where}: label '{label}' has an empty word")
-            words[label] = cleaned
-        verbalizers.append(Verbalizer(item.id, labels, words, item.name))
-    return select(verbalizers, ids, path, "verbalizer")
+        raise PetError(f"{source}: label '{duplicate}' is listed twice in labels")
+    verbalizers = [in_file(source, lambda item=item: Verbalizer(item.id, labels, item.words, item.name)) for item in spec.verbalizers]
+    return select(unique(verbalizers, source, "verbalizer"), ids, source, "verbalizer")
+
+
+def load_patterns(path: Path, ids: list[str] | None = None) -> list[Pattern]:
+    return parse_patterns(load_model(path, PatternFile, "patterns"), path, ids)
+
+
+def load_verbalizers(path: Path, ids: list[str] | None = None) -> list[Verbalizer]:
+    return parse_verbalizers(load_model(path, VerbalizerFile, "verbalizers"), path, ids)
 
 
 def select(items: list, ids: list[str] | None, path: Path, what: str) -> list:

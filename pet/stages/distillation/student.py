@@ -10,7 +10,7 @@ from typing import Sequence
 
 import torch
 
-from pet.encoding import length_sorted_batches, pad
+from pet.core.encoding import length_sorted_batches, pad
 
 
 def student_texts(fields: dict[str, list[str]], order: Sequence[str]) -> tuple[list[str], list[str] | None]:

@@ -22,16 +22,16 @@ from typing import Any
 
 import torch
 
-from pet.artifacts import MANIFEST, atomic_dir, base_manifest, prepare_output, read_json, write_json_atomic
-from pet.config import RunConfig
-from pet.data import Examples
-from pet.encoding import PatternEncoder, VerbalizerTokens, pad
+from pet.io.artifacts import MANIFEST, atomic_dir, base_manifest, prepare_output, read_json, write_json_atomic
+from pet.io.config import RunConfig
+from pet.io.data import Examples
+from pet.core.encoding import PatternEncoder, VerbalizerTokens, pad
 from pet.errors import PetError
-from pet.patterns import Pattern, Verbalizer
-from pet.progress import info
-from pet.scoring import MaskedLMScorer, score_table
-from pet.task import Task, prepare_task
-from pet.training import EpochSampler, OptimSettings, train
+from pet.io.patterns import Pattern, Verbalizer
+from pet.core.progress import info
+from pet.core.scoring import MaskedLMScorer, score_table
+from pet.stages.teachers.task import Task, prepare_task
+from pet.core.training import EpochSampler, OptimSettings, train
 
 TEACHER_FILE = "teacher.json"
 UNLABELED_LOGITS = "unlabeled_logits.safetensors"
@@ -83,7 +83,7 @@ def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
 
 def train_teachers(config: RunConfig, output: Path, *, task: Task | None = None) -> dict[str, Any]:
     """Train every missing teacher under ``output`` and write the stage manifest last."""
-    from pet.modeling import pick_device
+    from pet.core.modeling import pick_device
 
     task = task or prepare_task(config)
     stamp = fingerprint(config, task.inputs)
@@ -95,7 +95,7 @@ def train_teachers(config: RunConfig, output: Path, *, task: Task | None = None)
         raise PetError(f"{output}: holds teachers trained with a different config or data; choose another output folder")
     device = pick_device(config.runtime.device)
     if config.ipet.generations > 0:
-        from pet.ipet import train_ipet
+        from pet.stages.teachers.ipet import train_ipet
 
         return train_ipet(task, output, device, stamp)
     entries = run_generation(task, output, teacher_specs(task), task.train, device, stamp)
@@ -165,7 +165,7 @@ def base_record(spec: TeacherSpec, tokens: VerbalizerTokens, stamp: str) -> dict
 
 def score_examples(scorer: MaskedLMScorer, encoder: PatternEncoder, examples: Examples, config: RunConfig,
                    device: torch.device) -> torch.Tensor:
-    from pet.modeling import autocast
+    from pet.core.modeling import autocast
 
     if len(examples) == 0:
         return torch.empty(0, scorer.num_classes)
@@ -177,7 +177,7 @@ def save_unlabeled_logits(folder: Path, scorer: MaskedLMScorer, encoder: Pattern
     """iPET: the teacher's class scores on the whole unlabeled set, kept for labelling the next generation."""
     from safetensors.torch import save_file
 
-    from pet.modeling import autocast
+    from pet.core.modeling import autocast
 
     config = task.config
     logits = score_table(encoder, scorer, task.unlabeled(), config.runtime.eval_batch_size,
@@ -188,7 +188,7 @@ def save_unlabeled_logits(folder: Path, scorer: MaskedLMScorer, encoder: Pattern
 def zero_shot_teacher(spec: TeacherSpec, task: Task, folder: Path, device: torch.device, stamp: str,
                       score_unlabeled: bool = False) -> dict[str, Any]:
     """An untrained teacher: a record pointing at the base model; weight = labelled accuracy if there are labels."""
-    from pet.modeling import load_masked_lm
+    from pet.core.modeling import load_masked_lm
 
     config = task.config
     started = time.perf_counter()
@@ -219,8 +219,8 @@ def zero_shot_teacher(spec: TeacherSpec, task: Task, folder: Path, device: torch
 def train_teacher(spec: TeacherSpec, task: Task, folder: Path, device: torch.device, stamp: str,
                   train_set: Examples | None = None, *, steps: int | None = None, score_unlabeled: bool = False,
                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    from pet.mlm import MlmMasker, teacher_loss
-    from pet.modeling import load_masked_lm
+    from pet.core.mlm import MlmMasker, teacher_loss
+    from pet.core.modeling import load_masked_lm
 
     config = task.config
     settings = config.teachers
@@ -307,7 +307,7 @@ class LoadedTeacher:
 def load_teacher(teachers_dir: Path, entry: dict[str, Any], patterns: dict[str, Pattern], verbalizers: dict[str, Verbalizer],
                  max_length: int, device: torch.device, trust_remote_code: bool = False) -> LoadedTeacher:
     """Load a finished teacher folder back as an encoder and a scorer."""
-    from pet.modeling import load_masked_lm, load_tokenizer
+    from pet.core.modeling import load_masked_lm, load_tokenizer
 
     folder = teachers_dir / entry["path"]
     record_path = folder / TEACHER_FILE

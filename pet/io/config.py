@@ -16,7 +16,7 @@ import yaml
 from pydantic import Field, PositiveFloat, PositiveInt, NonNegativeFloat, NonNegativeInt
 
 from pet.errors import PetError
-from pet.yamlfile import Strict, load_yaml, model_in, validate
+from pet.io.yamlfile import Strict, load_yaml, model_in, validate
 
 
 class DataConfig(Strict):

@@ -14,8 +14,8 @@ from typing import Callable
 import torch
 
 from pet.errors import PetError
-from pet.modeling import autocast, autocast_dtype
-from pet.progress import progress
+from pet.core.modeling import autocast, autocast_dtype
+from pet.core.progress import progress
 
 
 @dataclass(frozen=True)

@@ -18,22 +18,22 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from pet import maths
-from pet.artifacts import MANIFEST, base_manifest, check_inputs, prepare_output, read_manifest, write_json_atomic
+from pet.core import maths
+from pet.io.artifacts import MANIFEST, base_manifest, check_inputs, prepare_output, read_manifest, write_json_atomic
 from pet.errors import PetError
-from pet.labelling import read_soft_labels, stage_config
-from pet.metrics import classification_metrics
-from pet.progress import info
-from pet.student import classifier_logits, student_texts, tokenize_pairs
-from pet.task import open_table
-from pet.training import EpochSampler, OptimSettings, train
+from pet.stages.labelling.stage import read_soft_labels, stage_config
+from pet.core.metrics import classification_metrics
+from pet.core.progress import info
+from pet.stages.distillation.student import classifier_logits, student_texts, tokenize_pairs
+from pet.stages.teachers.task import open_table
+from pet.core.training import EpochSampler, OptimSettings, train
 
 TMP_MODEL = ".tmp-student"
 
 
 def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Stage C: train the student under ``output``; returns the manifest."""
-    from pet.modeling import autocast, check_classifier_labels, load_classifier, load_tokenizer, pick_device
+    from pet.core.modeling import autocast, check_classifier_labels, load_classifier, load_tokenizer, pick_device
 
     manifest = read_manifest(labels_dir, "labels")
     config = stage_config(manifest, overrides, ("distillation", "runtime"), labels_dir)
@@ -75,7 +75,7 @@ def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = N
     temperature = float(manifest["temperature"])
 
     def forward(batch_sequences: list[list[int]]) -> torch.Tensor:
-        from pet.encoding import pad
+        from pet.core.encoding import pad
 
         input_ids, attention = pad(batch_sequences, pad_id)
         return model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
