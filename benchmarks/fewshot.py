@@ -24,7 +24,7 @@ Methods (the ``method`` field of a result line):
   ipet_ensemble / ipet_student   the same after iPET's generations
   full_supervised   fine-tuning on the whole train.jsonl: the ceiling, one run per task
 
-The pipeline is driven through pet's public functions (pet.stages.teachers.train.train_teachers,
+The pipeline is driven through pet's public functions (pet.stages.teachers.stage.train_teachers,
 pet.stages.labelling.stage.label, pet.stages.distillation.stage.distill, pet.evaluation.evaluate); the supervised baselines
 reuse pet.core.modeling.load_classifier, pet.core.training.train and pet.stages.distillation.student's helpers, so the baseline
 and the PET student differ only in what they are trained on.
@@ -354,7 +354,7 @@ class Job:
         from pet.stages.distillation.stage import distill
         from pet.evaluation import evaluate
         from pet.stages.labelling.stage import label
-        from pet.stages.teachers.train import train_teachers
+        from pet.stages.teachers.stage import train_teachers
 
         prefix = "ipet" if iterative else "pet"
         run = Path(self.args.work) / "runs" / f"{self.task}-n{n}-s{seed}-{prefix}"

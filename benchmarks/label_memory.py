@@ -85,7 +85,7 @@ def import_libraries() -> None:
 
     import pet.stages.labelling.stage  # noqa: F401
     import pet.stages.teachers.task  # noqa: F401
-    import pet.stages.teachers.train  # noqa: F401
+    import pet.stages.teachers.stage  # noqa: F401
 
 
 def child_label(teachers: str, output: str) -> None:
@@ -110,7 +110,7 @@ def child_naive(teachers: str) -> None:
     from pet.core.encoding import PatternEncoder
     from pet.core.modeling import load_tokenizer
     from pet.io.patterns import pattern_from_json
-    from pet.stages.teachers.task import open_table
+    from pet.io.data import open_table
 
     manifest = read_manifest(Path(teachers), "teachers")
     config = config_from_json(manifest["config"])

@@ -7,7 +7,7 @@ teacher steps per second the device delivers with 1, 2, 4, ... processes trainin
     python benchmarks/throughput.py --procs 1 2 4 8 --steps 100 --shared SHARED
 
 Each process trains one PET teacher exactly as the full profile does (sst2, n = 32, the profile's
-batch size, learning rate and auxiliary MLM weight) through pet.stages.teachers.train.train_teacher. The
+batch size, learning rate and auxiliary MLM weight) through pet.stages.teachers.teacher.train_teacher. The
 processes load their model first, then start together at a barrier, so the clock covers training
 (plus the labelled-set scoring and checkpoint writing every teacher does) and not Python imports.
 One JSON line per process count goes to stdout; a summary line per count goes to stderr.
@@ -39,21 +39,23 @@ def worker(args: argparse.Namespace, work: Path, index: int, barrier, results) -
 
     from pet.core.modeling import load_masked_lm
     from pet.stages.teachers.task import prepare_task
-    from pet.stages.teachers.train import teacher_specs, train_teacher
+    from pet.stages.teachers.context import TeacherJob
+    from pet.stages.teachers.teacher import train_teacher
 
     torch.set_num_threads(args.threads)
     profile = fewshot.PROFILES["full"]
     job = fewshot.Job(job_args(args, work), profile, args.task)
     config = job.run_config(job.fewshot(args.n, 1), job.unlabeled())
     task = prepare_task(config)
-    specs = teacher_specs(task)
+    specs = task.specs()
     spec = specs[index % len(specs)]  # different teachers, as in a real run
     load_masked_lm(config.model, job.device)  # warm the file cache and CUDA context before the clock starts
     if job.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(job.device)
     barrier.wait()
     started = time.perf_counter()
-    train_teacher(spec, task, work / f"teacher-{index}", job.device, "throughput", steps=args.steps)
+    ctx = task.context(job.device, "throughput")
+    train_teacher(TeacherJob(spec, spec.name, ctx.labelled, args.steps), ctx, work / f"teacher-{index}")
     finished = time.perf_counter()
     peak = torch.cuda.max_memory_allocated(job.device) / 2**20 if job.device.type == "cuda" else None
     results.put({"started": started, "finished": finished, "peak_mib": peak, "device": fewshot.device_name(job.device)})

@@ -1,3 +1,60 @@
-"""pet: Pattern-Exploiting Training for few-shot text classification."""
+"""pet: Pattern-Exploiting Training for few-shot text classification.
+
+The public API (docs/python-api.md)::
+
+    pet.Pattern, pet.Verbalizer                  patterns and verbalizers as objects
+    pet.train_teachers(...) -> pet.Teachers      stage A
+    pet.label(teachers) -> pet.SoftLabels        stage B
+    pet.distill(soft_labels) -> pet.Student      stage C
+    pet.run(config, output) -> pet.Run           all three, from a run config
+    pet.load_config(path) -> pet.RunConfig       a YAML run config, validated
+
+Names are imported on first use, so ``import pet`` (and ``pet --help``) stays fast: torch and
+transformers load only when a stage runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "train_teachers": "pet.api", "label": "pet.api", "distill": "pet.api", "run": "pet.api",
+    "Teachers": "pet.results", "SoftLabels": "pet.results", "Student": "pet.results", "Run": "pet.results",
+    "Prediction": "pet.results",
+    "Pattern": "pet.io.patterns", "Verbalizer": "pet.io.patterns",
+    "load_patterns": "pet.io.patterns", "load_verbalizers": "pet.io.patterns",
+    "RunConfig": "pet.io.config", "load_config": "pet.io.config", "TeachersConfig": "pet.io.config",
+    "IpetConfig": "pet.io.config", "LabellingConfig": "pet.io.config", "DistillationConfig": "pet.io.config",
+    "RuntimeConfig": "pet.io.config", "DataConfig": "pet.io.config",
+    "PetError": "pet.errors",
+}
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
+    from pet.api import distill, label, run, train_teachers
+    from pet.errors import PetError
+    from pet.io.config import (DataConfig, DistillationConfig, IpetConfig, LabellingConfig, RunConfig, RuntimeConfig,
+                               TeachersConfig, load_config)
+    from pet.io.patterns import Pattern, Verbalizer, load_patterns, load_verbalizers
+    from pet.results import Prediction, Run, SoftLabels, Student, Teachers
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pet' has no attribute {name!r}")
+    # Plain imports (no importlib): none of these modules imports torch or transformers at load time.
+    from pet import api, errors, results
+    from pet.io import config, patterns
+
+    modules = {"pet.api": api, "pet.errors": errors, "pet.results": results, "pet.io.config": config,
+               "pet.io.patterns": patterns}
+    value = getattr(modules[module], name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -83,10 +83,10 @@ def train_teachers_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="Output folder, e.g. RUN/teachers."),
 ) -> None:
     with handled():
+        from pet.api import train_teachers
         from pet.io.config import load_config
-        from pet.stages.teachers.train import train_teachers
 
-        manifest = train_teachers(load_config(config, _overrides(ctx)), output)
+        manifest = train_teachers(load_config(config, _overrides(ctx)), output=output).manifest
         kind = " zero-shot" if manifest.get("zero_shot") and not manifest.get("ipet") else ""
         if manifest.get("ipet"):
             kind = f" iPET generation-{manifest['ipet']['final_generation']}"
@@ -100,9 +100,9 @@ def label_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="Output folder, e.g. RUN/labels."),
 ) -> None:
     with handled():
-        from pet.stages.labelling.stage import label
+        from pet.api import label
 
-        manifest = label(teachers, output, _overrides(ctx))
+        manifest = label(teachers, output, **_overrides(ctx)).manifest
         line = f"{manifest['statistics']['examples']} soft labels in {output}"
         if "test" in manifest:
             line += f"; ensemble test accuracy {manifest['test']['ensemble']['accuracy']:.4f}"
@@ -116,9 +116,9 @@ def distill_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="Output folder, e.g. RUN/student."),
 ) -> None:
     with handled():
-        from pet.stages.distillation.stage import distill
+        from pet.api import distill
 
-        manifest = distill(labels, output, _overrides(ctx))
+        manifest = distill(labels, output, **_overrides(ctx)).manifest
         line = f"student in {output}"
         if "test" in manifest:
             line += f"; test accuracy {manifest['test']['accuracy']:.4f}, macro-F1 {manifest['test']['macro_f1']:.4f}"
@@ -133,10 +133,10 @@ def run_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     with handled():
+        from pet.api import run
         from pet.io.config import load_config
-        from pet.pipeline import run
 
-        summary = run(load_config(config, _overrides(ctx)), output)
+        summary = run(load_config(config, _overrides(ctx)), output).summary()
         if as_json:
             _print_json(summary)
             return

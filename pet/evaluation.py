@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from pet.core import maths
+from pet.core.ensemble import EnsembleWeights, ensemble_weights, entry_weights
 from pet.io.artifacts import MANIFEST, read_json, read_manifest
 from pet.io.config import RunConfig, config_from_json
 from pet.io.data import Examples, Table
@@ -39,45 +40,29 @@ def read_examples(config: RunConfig, path: Path, labels: list[str], labelled: bo
 
 
 def student_logits(model_dir: Path, manifest: dict[str, Any], config: RunConfig, examples: Examples) -> torch.Tensor:
-    from pet.core.modeling import autocast, load_classifier, load_tokenizer, pick_device
-    from pet.stages.distillation.student import classifier_logits, student_texts, tokenize_pairs
+    from pet.stages.distillation.student import Student
 
-    device = pick_device(config.runtime.device)
-    tokenizer = load_tokenizer(str(model_dir))
-    model = load_classifier(str(model_dir), manifest["labels"], device)
-    sequences = tokenize_pairs(tokenizer, *student_texts(examples.fields, manifest["input_fields"]), config.distillation.max_length)
-    return classifier_logits(model, sequences, tokenizer.pad_token_id or 0, config.runtime.eval_batch_size,
-                             lambda: autocast(device, config.runtime.precision))
+    return Student.load(model_dir, manifest["labels"], manifest["input_fields"], config).logits(examples.fields)
 
 
 def teachers_logits(model_dir: Path, manifest: dict[str, Any], config: RunConfig, examples: Examples) -> torch.Tensor:
     """[K, N, C] logits of every teacher."""
-    from pet.core.modeling import autocast, pick_device
-    from pet.io.patterns import pattern_from_json, verbalizer_from_json
-    from pet.stages.teachers.train import load_teacher
+    from pet.core.modeling import autocast_factory, pick_device
+    from pet.stages.teachers.load import TeacherSource
 
     device = pick_device(config.runtime.device)
-    patterns = {p["id"]: pattern_from_json(p) for p in manifest["patterns"]}
-    verbalizers = {v["id"]: verbalizer_from_json(v) for v in manifest["verbalizers"]}
+    source = TeacherSource.of(model_dir, manifest, config.labelling.max_length, device, config.runtime.trust_remote_code)
     out = []
     for entry in manifest["teachers"]:
-        teacher = load_teacher(model_dir, entry, patterns, verbalizers, config.labelling.max_length, device, config.runtime.trust_remote_code)
+        teacher = source.load(entry)
         out.append(teacher.scorer.score(teacher.encoder.encode(examples), config.labelling.batch_size,
-                                        lambda: autocast(device, config.runtime.precision)))
+                                        autocast_factory(device, config.runtime.precision)))
     return torch.stack(out)
 
 
-def ensemble(manifest: dict[str, Any], config: RunConfig, logits: torch.Tensor) -> torch.Tensor:
-    from pet.stages.labelling.stage import ensemble_weights
-
-    return maths.ensemble_logits(logits, ensemble_weights(manifest["teachers"], config.labelling.ensemble))
-
-
-def effective_method(manifest: dict[str, Any], config: RunConfig) -> str:
-    """wmean falls back to mean for teachers without weights (zero-shot without labelled data)."""
-    if config.labelling.ensemble == "wmean" and any(e.get("weight") is None for e in manifest["teachers"]):
-        return "mean"
-    return config.labelling.ensemble
+def teachers_ensemble(manifest: dict[str, Any], config: RunConfig) -> EnsembleWeights:
+    """The ensemble stage B would use for these teachers with this config (one decision, pet/core/ensemble.py)."""
+    return ensemble_weights(entry_weights(manifest["teachers"]), config.labelling.ensemble, warn=False)
 
 
 def evaluate(model_dir: Path, data: Path) -> dict[str, Any]:
@@ -94,9 +79,10 @@ def evaluate(model_dir: Path, data: Path) -> dict[str, Any]:
     logits = teachers_logits(model_dir, manifest, config, examples)
     per_teacher = {e["name"]: classification_metrics(examples.labels, logits[k].argmax(-1).tolist(), labels)
                    for k, e in enumerate(manifest["teachers"])}
-    combined = ensemble(manifest, config, logits)
+    chosen = teachers_ensemble(manifest, config)
+    combined = chosen.combine(logits)
     return {"model": str(model_dir), "data": str(data), "stage": stage, "teachers": per_teacher,
-            "ensemble": {"method": effective_method(manifest, config),
+            "ensemble": {"method": chosen.method,
                          **classification_metrics(examples.labels, combined.argmax(-1).tolist(), labels)}}
 
 
@@ -106,21 +92,19 @@ def evaluate_zero_shot(config_path: Path, data: Path, overrides: dict[str, Any] 
     from pet.core.modeling import load_masked_lm, pick_device
     from pet.core.scoring import MaskedLMScorer
     from pet.stages.teachers.task import prepare_task
-    from pet.stages.teachers.train import score_examples, teacher_specs
 
     config = load_config(config_path, {**(overrides or {}), "teachers.zero_shot": True})
     task = prepare_task(config)
-    device = pick_device(config.runtime.device)
+    ctx = task.context(pick_device(config.runtime.device), "zero-shot")
     labels = list(task.labels)
     examples = read_examples(config, data, labels, labelled=True)
-    model = load_masked_lm(config.model, device, config.runtime.trust_remote_code).eval()
+    model = load_masked_lm(config.model, ctx.device, config.runtime.trust_remote_code).eval()
     names, logits = [], []
-    for spec in teacher_specs(task):
+    for spec in task.specs():
         tokens = task.verbalizer_tokens(spec.pattern, spec.verbalizer, config.labelling.max_length)
         encoder = task.encoder(spec.pattern, config.labelling.max_length, tokens.num_masks)
-        scorer = MaskedLMScorer(model, tokens, task.tokenizer.mask_token_id, task.tokenizer.pad_token_id or 0)
         names.append(spec.name)
-        logits.append(score_examples(scorer, encoder, examples, config, device))
+        logits.append(ctx.score(MaskedLMScorer.for_tokenizer(model, tokens, task.tokenizer), encoder, examples))
     stacked = torch.stack(logits)
     per_teacher = {name: classification_metrics(examples.labels, stacked[k].argmax(-1).tolist(), labels)
                    for k, name in enumerate(names)}
@@ -129,18 +113,28 @@ def evaluate_zero_shot(config_path: Path, data: Path, overrides: dict[str, Any] 
             "ensemble": {"method": "mean", **classification_metrics(examples.labels, combined.argmax(-1).tolist(), labels)}}
 
 
-def predict(model_dir: Path, data: Path, output: Path) -> int:
-    """Write one JSON line per example: id, predicted label, and the probability of each label."""
+def predicted_probs(model_dir: Path, examples: Examples) -> torch.Tensor:
+    """[N, C] probabilities of a student (softmax) or a teachers folder (the ensemble at the labelling temperature)."""
     stage = folder_stage(model_dir)
     manifest = read_manifest(model_dir, stage)
     config = config_from_json(manifest["config"])
-    labels = manifest["labels"]
-    examples = read_examples(config, data, labels, labelled=False)
     if stage == "student":
-        probs = torch.softmax(student_logits(model_dir, manifest, config, examples), -1)
-    else:
-        probs = maths.soft_labels(ensemble(manifest, config, teachers_logits(model_dir, manifest, config, examples)),
-                                  config.labelling.temperature)
+        return torch.softmax(student_logits(model_dir, manifest, config, examples), -1)
+    combined = teachers_ensemble(manifest, config).combine(teachers_logits(model_dir, manifest, config, examples))
+    return maths.soft_labels(combined, config.labelling.temperature)
+
+
+def read_unlabelled(model_dir: Path, data: Path) -> tuple[list[str], Examples]:
+    """The labels of a student or teachers folder, and ``data`` read with the run's column mapping."""
+    manifest = read_manifest(model_dir, folder_stage(model_dir))
+    labels = manifest["labels"]
+    return labels, read_examples(config_from_json(manifest["config"]), data, labels, labelled=False)
+
+
+def predict(model_dir: Path, data: Path, output: Path) -> int:
+    """Write one JSON line per example: id, predicted label, and the probability of each label."""
+    labels, examples = read_unlabelled(model_dir, data)
+    probs = predicted_probs(model_dir, examples)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
     with tmp.open("w", encoding="utf-8") as handle:
@@ -150,5 +144,3 @@ def predict(model_dir: Path, data: Path, output: Path) -> int:
                                      "probs": dict(zip(labels, row))}, ensure_ascii=False) + "\n")
     tmp.replace(output)
     return len(examples)
-
-

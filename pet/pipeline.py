@@ -1,4 +1,8 @@
-"""`pet run`: stages A, B and C into one run folder, then the student's test metrics."""
+"""The pipeline: stage A -> RUN/teachers -> stage B -> RUN/labels -> stage C -> RUN/student.
+
+Each stage reads only the artifact folder of the stage before it (its manifest records the config
+and input hashes), so each can also be run alone (`pet train-teachers`, `pet label`, `pet distill`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 from pet.io.config import RunConfig
 from pet.stages.distillation.stage import distill
 from pet.stages.labelling.stage import label
-from pet.stages.teachers.train import train_teachers
+from pet.stages.teachers.stage import train_teachers
 
 
 def run(config: RunConfig, output: Path) -> dict[str, Any]:

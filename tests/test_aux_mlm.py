@@ -137,7 +137,7 @@ def test_no_targets_gives_zero_mlm_loss(tmp_path, tiny_bert):
 def test_each_step_draws_three_times_as_many_unlabeled_examples(tmp_path, tiny_bert, monkeypatch):
     from pet.core import mlm
     from pet.io.config import load_config
-    from pet.stages.teachers.train import train_teachers
+    from pet.stages.teachers.stage import train_teachers
 
     shapes = []
     original = mlm.MlmMasker.__call__
@@ -156,7 +156,7 @@ def test_each_step_draws_three_times_as_many_unlabeled_examples(tmp_path, tiny_b
 
 def test_aux_loss_changes_training_and_is_deterministic(tmp_path, tiny_bert):
     from pet.io.config import load_config
-    from pet.stages.teachers.train import train_teachers
+    from pet.stages.teachers.stage import train_teachers
 
     def losses(folder, weight):
         project = write_project(tmp_path / folder, tiny_bert)

@@ -43,7 +43,7 @@ IPET = {"ipet.generations": 2, "ipet.growth": 2, "ipet.teacher_fraction": 0.5, "
 @pytest.fixture(scope="module")
 def ipet_run(tmp_path_factory, tiny_bert):
     from pet.io.config import load_config
-    from pet.stages.teachers.train import train_teachers
+    from pet.stages.teachers.stage import train_teachers
 
     folder = tmp_path_factory.mktemp("ipet")
     config = load_config(skewed_project(folder, tiny_bert), IPET)
@@ -118,7 +118,7 @@ def test_added_examples_follow_the_ensemble_of_the_chosen_teachers(ipet_run):
 
 def test_ipet_is_deterministic_and_resumes(ipet_run, tmp_path, tiny_bert):
     from pet.io.config import load_config
-    from pet.stages.teachers.train import train_teachers
+    from pet.stages.teachers.stage import train_teachers
 
     folder, manifest = ipet_run
     config = load_config(skewed_project(tmp_path, tiny_bert), IPET)

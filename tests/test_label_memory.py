@@ -71,7 +71,7 @@ def test_labelling_memory_does_not_grow_with_the_texts(tmp_path, tiny_bert, monk
 def run_comparison(tmp_path: Path, tiny_bert: Path) -> None:
     import pet.stages.labelling.stage
     from pet.io.config import config_from_json
-    from pet.stages.teachers.task import open_table
+    from pet.io.data import open_table
 
     small, large = teachers_for(tmp_path / "small", tiny_bert, 1_000), teachers_for(tmp_path / "large", tiny_bert, 6_000)
     # A first run warms caches (imports, datasets' Arrow conversion is per file, so convert both first).
@@ -94,7 +94,7 @@ def holding_everything(manifest: dict) -> int:
     from pet.core.encoding import PatternEncoder
     from pet.core.modeling import load_tokenizer
     from pet.io.patterns import pattern_from_json
-    from pet.stages.teachers.task import open_table
+    from pet.io.data import open_table
 
     config = config_from_json(manifest["config"])
     tokenizer = load_tokenizer(config.model)
@@ -113,7 +113,7 @@ def test_stage_a_memory_does_not_grow_with_the_texts(tmp_path, tiny_bert, monkey
     """Auxiliary MLM batches and iPET's scoring of the unlabeled set read it from disk, a chunk at a time."""
     import pet.io.data
     from pet.io.config import load_config
-    from pet.stages.teachers.train import train_teachers
+    from pet.stages.teachers.stage import train_teachers
 
     monkeypatch.setattr(pet.io.data, "CHUNK", 500)
     monkeypatch.setattr(pet.io.data, "ID_BLOCK", 500)

@@ -218,17 +218,23 @@ def test_agreement_fraction_of_teachers():
 # --- ensemble weights from teacher records, and metrics --------------------------------------------
 
 def test_ensemble_weights_from_teacher_accuracies():
-    from pet.stages.labelling.stage import ensemble_weights
+    from pet.core.ensemble import ensemble_weights, entry_weights
 
     entries = [{"weight": 0.75}, {"weight": 0.25}, {"weight": 0.5}]
-    assert ensemble_weights(entries, "mean") is None
-    weights = ensemble_weights(entries, "wmean")
-    assert close(weights, [0.75, 0.25, 0.5])
+    assert ensemble_weights(entry_weights(entries), "mean").weights is None
+    chosen = ensemble_weights(entry_weights(entries), "wmean")
+    assert chosen.method == "wmean" and close(chosen.weights, [0.75, 0.25, 0.5])
+    assert chosen.normalised() == pytest.approx([0.5, 1 / 6, 1 / 3])
     # used as the ensemble, they are normalised: (0.75 a + 0.25 b + 0.5 c) / 1.5
-    out = maths.ensemble_logits(TEACHERS, weights)
+    out = chosen.combine(TEACHERS)
     assert close(out, (0.75 * TEACHERS[0] + 0.25 * TEACHERS[1] + 0.5 * TEACHERS[2]) / 1.5)
-    # every teacher at accuracy 0: fall back to the uniform mean rather than divide by zero
-    assert ensemble_weights([{"weight": 0.0}, {"weight": 0.0}], "wmean") is None
+    # every teacher at accuracy 0: fall back to the uniform mean rather than divide by zero, and say so
+    zero = ensemble_weights([0.0, 0.0], "wmean")
+    assert zero.weights is None and zero.method == "mean" and "accuracy 0" in zero.fallback
+    assert close(zero.combine(TEACHERS[:2]), TEACHERS[:2].mean(0))
+    # a teacher without a weight (zero-shot, no labelled set): the mean, reported as such
+    missing = ensemble_weights([0.5, None], "wmean", warn=False)
+    assert missing.weights is None and missing.method == "mean"
 
 
 def test_classification_metrics_by_hand():

@@ -48,7 +48,7 @@ def test_zero_shot_run_end_to_end(tmp_path, tiny_bert, train):
 def test_zero_shot_wmean_warns(tmp_path, tiny_bert, caplog):
     from pet.io.config import load_config
     from pet.stages.labelling.stage import label
-    from pet.stages.teachers.train import train_teachers
+    from pet.stages.teachers.stage import train_teachers
 
     config = load_config(zero_shot_config(tmp_path, tiny_bert, None))
     train_teachers(config, tmp_path / "teachers")
@@ -62,7 +62,7 @@ def test_evaluate_reports_each_patterns_zero_shot_accuracy(tmp_path, tiny_bert):
     from pet.evaluation import evaluate, teachers_logits
     from pet.io.config import load_config
     from pet.stages.teachers.task import prepare_task
-    from pet.stages.teachers.train import train_teachers
+    from pet.stages.teachers.stage import train_teachers
 
     config = load_config(zero_shot_config(tmp_path, tiny_bert, None))
     train_teachers(config, tmp_path / "teachers")
@@ -93,7 +93,7 @@ def test_evaluate_reports_each_patterns_zero_shot_accuracy(tmp_path, tiny_bert):
 
 def test_zero_shot_with_labels_records_weights(tmp_path, tiny_bert):
     from pet.io.config import load_config
-    from pet.stages.teachers.train import train_teachers
+    from pet.stages.teachers.stage import train_teachers
 
     config = load_config(write_project(tmp_path, tiny_bert), {"teachers.zero_shot": True})
     manifest = train_teachers(config, tmp_path / "teachers")

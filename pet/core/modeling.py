@@ -56,6 +56,11 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def autocast_factory(device: torch.device, precision: str):
+    """A callable that opens a fresh autocast context each time (scoring loops enter one per batch)."""
+    return lambda: autocast(device, precision)
+
+
 def check_model_path(name: str) -> None:
     """Fail early and clearly for a local path that does not exist (a Hub id is left to transformers)."""
     looks_local = name.startswith((".", "/", "~")) or os.sep in name and not _looks_like_hub_id(name)

@@ -234,3 +234,12 @@ def config_from_json(data: dict[str, Any], overrides: dict[str, Any] | None = No
     if overrides:
         data = apply_overrides(data, overrides)
     return validate(RunConfig, data, source)
+
+
+def stage_config(manifest: dict[str, Any], overrides: dict[str, Any] | None, allowed: tuple[str, ...], source: Path) -> RunConfig:
+    """The upstream config with overrides, which may only touch this stage's own sections."""
+    for key in overrides or {}:
+        if key.split(".")[0] not in allowed:
+            sections = ", ".join(f"--{s}.*" for s in allowed)
+            raise PetError(f"--{key}: cannot be changed at this stage (it was fixed upstream); this stage accepts {sections}")
+    return config_from_json(manifest["config"], overrides, str(source / "manifest.json"))

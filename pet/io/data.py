@@ -220,3 +220,9 @@ def check_label_coverage(examples: Examples, labels: Sequence[str], path: Path, 
             f"{verbalizer_file}: label '{missing[0]}' has no example in the labelled set {path}; "
             f"add examples or remove the label"
         )
+
+
+def open_table(config, path: Path, role: str, labels: tuple[str, ...] | None, labelled: bool) -> Table:
+    """A data file of a run, read with the run config's (``RunConfig``) column mapping."""
+    data = config.data
+    return Table(path, role, data.fields, data.id_column, data.label_column if labelled else None, labels if labelled else None)

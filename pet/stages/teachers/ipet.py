@@ -26,6 +26,7 @@ interrupted run resumes to exactly what an uninterrupted run would have produced
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -34,14 +35,16 @@ from typing import Any
 
 import torch
 
-from pet.core import maths
-from pet.io.artifacts import MANIFEST, write_json_atomic
-from pet.io.data import Examples
-from pet.errors import PetError
+from pet.core.ensemble import ensemble_weights, entry_weights
 from pet.core.progress import info
+from pet.errors import PetError
+from pet.io.data import Examples
+from pet.stages.teachers.context import TeacherContext, TeacherJob
+from pet.stages.teachers.generation import run_generation
+from pet.stages.teachers.manifest import teachers_manifest
+from pet.stages.teachers.specs import TeacherSpec, derive_seed
 from pet.stages.teachers.task import Task
-from pet.stages.teachers.train import (UNLABELED_LOGITS, TeacherSpec, derive_seed, run_generation, teacher_specs,
-                          teachers_manifest)
+from pet.stages.teachers.teacher import TEACHER_FILE, UNLABELED_LOGITS
 
 TRAIN_SETS = "train-sets"
 log = logging.getLogger("pet")
@@ -94,46 +97,16 @@ def draw(candidates: torch.Tensor, confidence: torch.Tensor, count: int, generat
     return torch.cat(picked)
 
 
-def labelling_weights(entries: list[dict[str, Any]], method: str) -> torch.Tensor | None:
-    """Stage B's ensemble weights, quietly uniform where teachers have none (zero-shot without labels)."""
-    if method == "mean" or any(e.get("weight") is None for e in entries):
-        return None
-    weights = torch.tensor([float(e["weight"]) for e in entries])
-    return weights if weights.sum() > 0 else None
-
-
 def build_training_set(task: Task, spec: TeacherSpec, previous: list[dict[str, Any]], logits: torch.Tensor,
                        zero_shot_start: bool) -> tuple[Examples, dict[str, Any], list[dict[str, Any]]]:
     """The training set of one teacher of generation ``spec.generation``; returns (examples, record, file rows)."""
-    settings = task.config.ipet
     generator = torch.Generator().manual_seed(derive_seed(f"ipet-set:{spec.name}--g{spec.generation}"))
-    others = [k for k, entry in enumerate(previous) if not is_self(entry, spec)]
-    count = max(1, round(settings.teacher_fraction * len(others)))
-    chosen = sorted(others[i] for i in torch.randperm(len(others), generator=generator)[:count].tolist())
+    chosen = choose_labellers(task, spec, previous, generator)
     chosen_entries = [previous[k] for k in chosen]
-    weights = labelling_weights(chosen_entries, task.config.labelling.ensemble)
-    probs = torch.softmax(maths.ensemble_logits(logits[chosen], weights), dim=-1)  # [N, C]
-    prediction = probs.argmax(-1)
-    picked_rows: list[torch.Tensor] = []
-    picked_labels: list[int] = []
-    for label, needed in enumerate(added_per_label(task, spec.generation)):
-        if needed == 0:
-            continue
-        if zero_shot_start:
-            candidates = torch.argsort(probs[:, label], descending=True, stable=True)[: settings.zero_shot_candidates]
-        else:
-            candidates = (prediction == label).nonzero(as_tuple=True)[0]
-            if len(candidates) == 0:
-                log.warning("iPET generation %d, teacher %s: the ensemble assigns label '%s' to no unlabeled example; "
-                            "drawing from the examples most likely to have it", spec.generation, spec.name, task.labels[label])
-                candidates = torch.argsort(probs[:, label], descending=True, stable=True)[: settings.zero_shot_candidates]
-        rows = draw(candidates, probs[candidates, label], needed, generator)
-        picked_rows.append(rows)
-        picked_labels.extend([label] * len(rows))
-    rows = torch.cat(picked_rows) if picked_rows else torch.empty(0, dtype=torch.long)
-    unlabeled = task.unlabeled()
-    added = unlabeled.take(rows.tolist())
-    added.labels = picked_labels
+    weights = ensemble_weights(entry_weights(chosen_entries), task.config.labelling.ensemble, warn=False)
+    probs = torch.softmax(weights.combine(logits[chosen]), dim=-1)  # [N, C]
+    rows, picked_labels = draw_examples(task, spec, probs, zero_shot_start, generator)
+    added = task.unlabeled().take(rows.tolist())
     original = task.train
     examples = Examples(
         ids=original.ids + added.ids,
@@ -141,20 +114,55 @@ def build_training_set(task: Task, spec: TeacherSpec, previous: list[dict[str, A
         labels=list(original.labels or []) + picked_labels,
     )
     confidence = probs[rows, torch.tensor(picked_labels, dtype=torch.long)].tolist() if len(rows) else []
+    record = {"labelled_by": [e["name"] for e in chosen_entries], "training_examples": len(examples),
+              "added_examples": len(rows), "added_per_label": dict(zip(task.labels, added_per_label(task, spec.generation)))}
+    return examples, record, training_set_rows(task, examples, len(original), confidence)
+
+
+def choose_labellers(task: Task, spec: TeacherSpec, previous: list[dict[str, Any]], generator: torch.Generator) -> list[int]:
+    """Indices of a random share lambda of the previous generation's teachers, never the teacher's own identity."""
+    others = [k for k, entry in enumerate(previous) if not is_self(entry, spec)]
+    count = max(1, round(task.config.ipet.teacher_fraction * len(others)))
+    return sorted(others[i] for i in torch.randperm(len(others), generator=generator)[:count].tolist())
+
+
+def draw_examples(task: Task, spec: TeacherSpec, probs: torch.Tensor, zero_shot_start: bool,
+                  generator: torch.Generator) -> tuple[torch.Tensor, list[int]]:
+    """Unlabeled rows to add and the label each gets, keeping the labelled set's label distribution."""
+    candidates_per_label = task.config.ipet.zero_shot_candidates
+    prediction = probs.argmax(-1)
+    picked_rows: list[torch.Tensor] = []
+    picked_labels: list[int] = []
+    for label, needed in enumerate(added_per_label(task, spec.generation)):
+        if needed == 0:
+            continue
+        if zero_shot_start:
+            candidates = torch.argsort(probs[:, label], descending=True, stable=True)[:candidates_per_label]
+        else:
+            candidates = (prediction == label).nonzero(as_tuple=True)[0]
+            if len(candidates) == 0:
+                log.warning("iPET generation %d, teacher %s: the ensemble assigns label '%s' to no unlabeled example; "
+                            "drawing from the examples most likely to have it", spec.generation, spec.name, task.labels[label])
+                candidates = torch.argsort(probs[:, label], descending=True, stable=True)[:candidates_per_label]
+        rows = draw(candidates, probs[candidates, label], needed, generator)
+        picked_rows.append(rows)
+        picked_labels.extend([label] * len(rows))
+    return (torch.cat(picked_rows) if picked_rows else torch.empty(0, dtype=torch.long)), picked_labels
+
+
+def training_set_rows(task: Task, examples: Examples, labelled: int, confidence: list[float]) -> list[dict[str, Any]]:
+    """The training set as data rows (the run's own columns) plus ``source`` and ``probability``."""
     data = task.config.data
-    file_rows = []
+    rows = []
     for i in range(len(examples)):
         row = {data.id_column: examples.ids[i]}
         for field, column in data.fields.items():
             row[column] = examples.fields[field][i]
         row[data.label_column] = task.labels[examples.labels[i]]
-        is_new = i >= len(original)
-        row["source"] = "ipet" if is_new else "labelled"
-        row["probability"] = confidence[i - len(original)] if is_new else None
-        file_rows.append(row)
-    record = {"labelled_by": [e["name"] for e in chosen_entries], "training_examples": len(examples),
-              "added_examples": len(rows), "added_per_label": dict(zip(task.labels, added_per_label(task, spec.generation)))}
-    return examples, record, file_rows
+        row["source"] = "ipet" if i >= labelled else "labelled"
+        row["probability"] = confidence[i - labelled] if i >= labelled else None
+        rows.append(row)
+    return rows
 
 
 def write_jsonl_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -188,57 +196,61 @@ def check_ipet(task: Task) -> None:
                        "use more patterns, verbalizers or teachers.seeds, or set ipet.generations: 0")
 
 
-def train_ipet(task: Task, output: Path, device: torch.device, stamp: str) -> dict[str, Any]:
-    """Train every generation (skipping finished teachers) and write the stage manifest last."""
+def train_ipet(task: Task, ctx: TeacherContext, output: Path) -> dict[str, Any]:
+    """Train every generation (skipping finished teachers); returns the stage manifest (not yet written)."""
     check_ipet(task)
-    config = task.config
-    settings = config.ipet
-    zero_shot = config.teachers.zero_shot
+    settings = task.config.ipet
+    zero_shot = task.config.teachers.zero_shot
     if zero_shot and len(task.train):
         log.warning("zero-shot iPET does not train on the %d labelled examples (they only weight generation 0's "
                     "ensemble); set teachers.zero_shot: false to use them", len(task.train))
-    generations: list[dict[str, Any]] = []
     info(f"iPET generation 0 of {settings.generations}")
-    previous = run_generation(task, output, teacher_specs(task, 0), task.train, device, stamp, prefix="g0/", score_unlabeled=True)
-    if zero_shot:
+    first = [dataclasses.replace(job, path=f"g0/{job.path}", score_unlabeled=True) for job in task.jobs(ctx)]
+    previous = run_generation(first, ctx, output)
+    if zero_shot:  # zero-shot iPET builds its training sets from nothing but the unlabeled set
         task = _without_labels(task)
-    generations.append({"generation": 0, "training_examples": len(task.train), "teachers": previous})
+        ctx = dataclasses.replace(ctx, labelled=task.train)
+    generations: list[dict[str, Any]] = [{"generation": 0, "training_examples": len(task.train), "teachers": previous}]
     for generation in range(1, settings.generations + 1):
-        last = generation == settings.generations
-        specs = teacher_specs(task, generation, zero_shot=False)
-        prefix = f"g{generation}/"
-        train_sets: dict[str, Examples] = {}
-        extra: dict[str, dict[str, Any]] = {}
-        pending = [s for s in specs if not (output / f"{prefix}{s.name}" / "teacher.json").exists()]
-        if pending:
-            logits = load_unlabeled_logits(output, previous)
-            for spec in pending:
-                examples, record, rows = build_training_set(task, spec, previous, logits, zero_shot and generation == 1)
-                relative = f"{prefix}{TRAIN_SETS}/{spec.name}.jsonl"
-                write_jsonl_atomic(output / relative, rows)
-                train_sets[spec.name] = examples
-                extra[spec.name] = {"training_set": relative, **record}
+        jobs = generation_jobs(task, ctx, output, generation, previous)
         size = generation_size(len(task.train), generation, settings.growth, settings.zero_shot_examples)
         info(f"iPET generation {generation} of {settings.generations}: {size} training examples per teacher")
-        entries = run_generation(task, output, specs, task.train, device, stamp, prefix=prefix,
-                                 steps=settings.steps or config.teachers.steps, score_unlabeled=not last,
-                                 extra=extra, train_sets=train_sets)
+        entries = run_generation(jobs, ctx, output)
         for entry in entries:
-            entry["training_set"] = f"{prefix}{TRAIN_SETS}/{entry['name']}.jsonl"
+            entry["training_set"] = f"g{generation}/{TRAIN_SETS}/{entry['name']}.jsonl"
         generations.append({"generation": generation, "training_examples": size, "teachers": entries})
         previous = entries
-    manifest = teachers_manifest(task, stamp, previous)
+    manifest = teachers_manifest(task, ctx.stamp, previous)
     manifest["zero_shot"] = zero_shot
     manifest["ipet"] = {"settings": settings.model_dump(mode="json"), "final_generation": settings.generations,
                         "generations": generations}
-    write_json_atomic(output / MANIFEST, manifest)
     return manifest
 
 
-def _without_labels(task: Task) -> Task:
-    """Zero-shot iPET builds its training sets from nothing but the unlabeled set."""
-    import dataclasses
+def generation_jobs(task: Task, ctx: TeacherContext, output: Path, generation: int,
+                    previous: list[dict[str, Any]]) -> list[TeacherJob]:
+    """The jobs of generation >= 1, with training sets built (and written) for the teachers not yet trained."""
+    settings = task.config.ipet
+    prefix = f"g{generation}/"
+    steps = settings.steps or task.config.teachers.steps
+    last = generation == settings.generations
+    specs = task.specs(generation, zero_shot=False)
+    pending = [s for s in specs if not (output / f"{prefix}{s.name}" / TEACHER_FILE).exists()]
+    logits = load_unlabeled_logits(output, previous) if pending else None
+    jobs = []
+    for spec in specs:
+        examples, extra = task.train, {}
+        if spec in pending:
+            zero_shot_start = task.config.teachers.zero_shot and generation == 1
+            examples, record, rows = build_training_set(task, spec, previous, logits, zero_shot_start)
+            relative = f"{prefix}{TRAIN_SETS}/{spec.name}.jsonl"
+            write_jsonl_atomic(output / relative, rows)
+            extra = {"training_set": relative, **record}
+        jobs.append(TeacherJob(spec, f"{prefix}{spec.name}", examples, steps, score_unlabeled=not last, extra=extra))
+    return jobs
 
+
+def _without_labels(task: Task) -> Task:
     from pet.stages.teachers.task import empty_examples
 
     if not len(task.train):

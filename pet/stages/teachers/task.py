@@ -10,12 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pet.io.artifacts import sha256_file
-from pet.io.config import RunConfig
-from pet.io.data import Examples, Table, check_label_coverage
+import torch
+
 from pet.core.encoding import PatternEncoder, VerbalizerTokens, verbalizer_tokens
 from pet.errors import PetError
+from pet.io.artifacts import sha256_file
+from pet.io.config import RunConfig
+from pet.io.data import Examples, Table, check_label_coverage, open_table
 from pet.io.patterns import Pattern, Verbalizer, load_patterns, load_verbalizers
+from pet.stages.teachers.context import TeacherContext, TeacherJob
+from pet.stages.teachers.specs import TeacherSpec, make_specs
 
 
 @dataclass
@@ -36,6 +40,20 @@ class Task:
         return verbalizer_tokens(verbalizer, self.encoder(pattern, max_length), self.config.model,
                                  multi_token=self.config.teachers.multi_token)
 
+    def specs(self, generation: int = 0, zero_shot: bool | None = None) -> list[TeacherSpec]:
+        """This run's teachers of one generation (zero-shot ones: no seeds)."""
+        zero_shot = self.config.teachers.zero_shot if zero_shot is None else zero_shot
+        return make_specs(self.patterns, self.verbalizers, None if zero_shot else self.config.teachers.seeds, generation)
+
+    def context(self, device: torch.device, stamp: str) -> TeacherContext:
+        config = self.config
+        return TeacherContext(config.model, self.tokenizer, config.teachers, config.runtime, device, stamp,
+                              self.train, self.unlabeled)
+
+    def jobs(self, ctx: TeacherContext) -> list[TeacherJob]:
+        """Plain PET (or zero-shot): every teacher trains on the labelled set."""
+        return [TeacherJob(spec, spec.name, ctx.labelled, self.config.teachers.steps) for spec in self.specs()]
+
     def unlabeled(self) -> Table:
         """The unlabeled set, opened once on first use (auxiliary MLM loss, iPET). It stays on disk
         (memory-mapped Arrow): callers read batches with ``take`` or ``chunks``, so a pool of millions
@@ -43,11 +61,6 @@ class Task:
         if self._unlabeled is None:
             self._unlabeled = open_table(self.config, self.config.data.unlabeled, "unlabeled", None, labelled=False)
         return self._unlabeled
-
-
-def open_table(config: RunConfig, path: Path, role: str, labels: tuple[str, ...] | None, labelled: bool) -> Table:
-    data = config.data
-    return Table(path, role, data.fields, data.id_column, data.label_column if labelled else None, labels if labelled else None)
 
 
 def check_pattern_fields(patterns: list[Pattern], config: RunConfig) -> None:

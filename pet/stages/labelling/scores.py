@@ -1,0 +1,116 @@
+"""Stage B's scoring: every teacher over the unlabeled (and test) set, resumable teacher by teacher.
+
+Teachers are scored one at a time over the data in chunks, so memory holds one model and an
+[N, C] logit matrix per teacher, never the text of the whole file. Each teacher's logits are saved as
+they finish (safetensors under ``.partial/``), so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pet.core.progress import info
+from pet.core.scoring import score_table
+from pet.errors import PetError
+from pet.io.config import RunConfig
+from pet.io.data import Table
+
+
+def check_teachers(teachers_dir: Path, entries: list[dict[str, Any]]) -> None:
+    """Every teacher of the manifest is present and readable, checked before any output is written.
+
+    Reads each teacher record and the headers of its safetensors files (which also catches truncated
+    files), not the weights themselves, so a broken teacher fails in seconds, not after the others ran.
+    """
+    from safetensors import safe_open
+
+    for entry in entries:
+        folder = teachers_dir / entry["path"]
+        hint = f"delete {folder} and rerun pet train-teachers with the same config to retrain it"
+        record_path = folder / "teacher.json"
+        if not record_path.exists():
+            raise PetError(f"{folder}: teacher '{entry['name']}' is missing or incomplete; rerun pet train-teachers with the same config to retrain it")
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise PetError(f"{record_path}: teacher record is corrupted ({err}); {hint}") from None
+        if not isinstance(record, dict) or "verbalizer_token_ids" not in record:
+            raise PetError(f"{record_path}: teacher record is corrupted (not a pet teacher record); {hint}")
+        if record.get("base_model"):
+            continue  # a zero-shot teacher is the base model itself
+        weights = sorted(folder.glob("*.safetensors"))
+        if not weights:
+            raise PetError(f"{folder}: teacher '{entry['name']}' has no model.safetensors; {hint}")
+        for path in weights:
+            try:
+                with safe_open(str(path), "pt") as handle:
+                    handle.keys()
+            except Exception as err:
+                first = str(err).splitlines()[0] if str(err) else type(err).__name__
+                raise PetError(f"{path}: weights of teacher '{entry['name']}' are corrupted ({first}); {hint}") from None
+
+
+def teacher_logits(teachers_dir: Path, manifest: dict[str, Any], config: RunConfig, tables: dict[str, Table],
+                   partial: Path, stamp: str = "") -> dict[str, torch.Tensor]:
+    """{table name: [K, N, C]} logits of every teacher, resuming from saved per-teacher results.
+
+    A saved result is reused only if it was computed with the same ``stamp`` (teachers, labelling
+    settings, device and precision) and has one row per example; anything else is recomputed.
+    """
+    from pet.core.modeling import autocast_dtype, autocast_factory, pick_device
+    from pet.stages.teachers.load import TeacherSource
+
+    device = pick_device(config.runtime.device)
+    stamp = f"{stamp}|{device.type}|{autocast_dtype(device, config.runtime.precision)}"
+    source = TeacherSource.of(teachers_dir, manifest, config.labelling.max_length, device, config.runtime.trust_remote_code)
+    entries = manifest["teachers"]
+    results: dict[str, list[torch.Tensor]] = {name: [] for name in tables}
+    for number, entry in enumerate(entries, start=1):
+        what = f"teacher {number}/{len(entries)} {entry['name']}"
+        path = partial / f"{entry['name']}.safetensors"
+        scores = saved_scores(path, stamp, tables)
+        if scores is not None:
+            info(f"{what}: scores already computed")
+        else:
+            teacher = source.load(entry)
+            scores = {name: score_table(teacher.encoder, teacher.scorer, table, config.labelling.batch_size,
+                                        autocast_factory(device, config.runtime.precision), f"{what}: {name}")
+                      for name, table in tables.items()}
+            save_scores(path, stamp, scores)
+            del teacher
+        for name in tables:
+            results[name].append(scores[name])
+    return {name: torch.stack(parts) for name, parts in results.items()}
+
+
+def saved_scores(path: Path, stamp: str, tables: dict[str, Table]) -> dict[str, torch.Tensor] | None:
+    """A teacher's saved scores, if computed with this ``stamp`` and one row per example of every table."""
+    from safetensors import safe_open
+
+    if not path.exists():
+        return None
+    try:
+        with safe_open(str(path), "pt") as handle:
+            if (handle.metadata() or {}).get("stamp") != stamp:
+                return None
+            saved = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception:
+        return None
+    if set(saved) == set(tables) and all(saved[name].size(0) == len(tables[name]) for name in tables):
+        return saved
+    return None
+
+
+def save_scores(path: Path, stamp: str, scores: dict[str, torch.Tensor]) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.contiguous() for k, v in scores.items()}, str(tmp), metadata={"stamp": stamp})
+    tmp.replace(path)  # atomic: a killed run leaves either no file or a complete one
+
+

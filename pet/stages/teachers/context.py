@@ -1,0 +1,59 @@
+"""What the teachers of one stage-A run share, and what one teacher is asked to do.
+
+A ``TeacherContext`` holds the base model, its tokenizer, the stage's settings and the data every
+teacher reads; a ``TeacherJob`` is one teacher's spec, folder and training set. The training code
+takes these two small objects instead of the whole run config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from pet.core.encoding import PatternEncoder, VerbalizerTokens, verbalizer_tokens
+from pet.core.modeling import autocast_factory
+from pet.core.scoring import MaskedLMScorer
+from pet.io.config import RuntimeConfig, TeachersConfig
+from pet.io.data import Examples, Table
+from pet.io.patterns import Pattern, Verbalizer
+from pet.stages.teachers.specs import TeacherSpec
+
+
+@dataclass(frozen=True)
+class TeacherContext:
+    model: str  # the base masked LM every teacher starts from
+    tokenizer: Any
+    settings: TeachersConfig
+    runtime: RuntimeConfig
+    device: torch.device
+    stamp: str  # fingerprint of the stage's inputs and settings, recorded in every teacher
+    labelled: Examples  # the original labelled set: every teacher's ensemble weight is measured on it
+    unlabeled: Callable[[], Table]  # opened on first use (auxiliary MLM loss, iPET scoring)
+
+    def tokens(self, pattern: Pattern, verbalizer: Verbalizer) -> VerbalizerTokens:
+        encoder = PatternEncoder(pattern, self.tokenizer, self.settings.max_length)
+        return verbalizer_tokens(verbalizer, encoder, self.model, multi_token=self.settings.multi_token)
+
+    def encoder(self, pattern: Pattern, num_masks: int = 1) -> PatternEncoder:
+        return PatternEncoder(pattern, self.tokenizer, self.settings.max_length, num_masks)
+
+    def autocast(self):
+        return autocast_factory(self.device, self.runtime.precision)
+
+    def score(self, scorer: MaskedLMScorer, encoder: PatternEncoder, examples: Examples) -> torch.Tensor:
+        """[N, C] class scores of ``examples`` (none: an empty [0, C])."""
+        if len(examples) == 0:
+            return torch.empty(0, scorer.num_classes)
+        return scorer.score(encoder.encode(examples), self.runtime.eval_batch_size, self.autocast())
+
+
+@dataclass(frozen=True)
+class TeacherJob:
+    spec: TeacherSpec
+    path: str  # the teacher's folder, relative to the stage's output folder
+    train_set: Examples
+    steps: int
+    score_unlabeled: bool = False  # iPET: keep the class scores on the unlabeled set for the next generation
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded as they are (iPET's training-set details)

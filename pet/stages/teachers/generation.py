@@ -1,0 +1,54 @@
+"""One generation of teachers: train (or set up) every teacher that is not finished yet.
+
+A teacher folder with a ``teacher.json`` is finished (it is written last, in one rename); one with
+another config's fingerprint is refused rather than mixed in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pet.core.progress import info
+from pet.errors import PetError
+from pet.io.artifacts import read_json
+from pet.stages.teachers.context import TeacherContext, TeacherJob
+from pet.stages.teachers.teacher import TEACHER_FILE, train_teacher, zero_shot_teacher
+
+
+def run_generation(jobs: list[TeacherJob], ctx: TeacherContext, output: Path) -> list[dict[str, Any]]:
+    """The manifest entries of every job's teacher, training the ones that are missing."""
+    entries = []
+    for number, job in enumerate(jobs, start=1):
+        record = finished_record(job, ctx, output, f"teacher {number}/{len(jobs)} {job.path}")
+        if record is None:
+            record = run_job(job, ctx, output, f"teacher {number}/{len(jobs)} {job.path}")
+        entries.append(manifest_entry(job, record))
+    return entries
+
+
+def finished_record(job: TeacherJob, ctx: TeacherContext, output: Path, what: str) -> dict[str, Any] | None:
+    folder = output / job.path
+    if not (folder / TEACHER_FILE).exists():
+        return None
+    record = read_json(folder / TEACHER_FILE, "teacher record")
+    if record.get("fingerprint") != ctx.stamp:
+        raise PetError(f"{folder}: teacher was trained with a different config or data; choose another output folder")
+    info(f"{what}: already {'set up' if job.spec.seed is None else 'trained'}, skipped")
+    return record
+
+
+def run_job(job: TeacherJob, ctx: TeacherContext, output: Path, what: str) -> dict[str, Any]:
+    if job.spec.seed is None:
+        info(f"{what}: zero-shot, no training ({ctx.device})")
+        return zero_shot_teacher(job, ctx, output / job.path)
+    info(f"{what}: training on {len(job.train_set)} examples ({ctx.device})")
+    return train_teacher(job, ctx, output / job.path)
+
+
+def manifest_entry(job: TeacherJob, record: dict[str, Any]) -> dict[str, Any]:
+    spec = job.spec
+    return {"name": spec.name, "path": job.path, "pattern": spec.pattern.id, "verbalizer": spec.verbalizer.id,
+            "seed": spec.seed, "derived_seed": spec.derived_seed, "generation": spec.generation,
+            "zero_shot": spec.seed is None, "weight": record["weight"],
+            "metrics": {k: v for k, v in record["metrics"].items() if k != "losses"}}

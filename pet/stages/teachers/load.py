@@ -1,0 +1,66 @@
+"""Loading a finished teacher back as a pattern encoder and a scorer (stage B, `pet evaluate`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pet.core.encoding import PatternEncoder, VerbalizerTokens
+from pet.core.scoring import MaskedLMScorer
+from pet.errors import PetError
+from pet.io.artifacts import read_json
+from pet.io.patterns import Pattern, Verbalizer, pattern_from_json, verbalizer_from_json
+from pet.stages.teachers.teacher import TEACHER_FILE
+
+
+@dataclass
+class LoadedTeacher:
+    name: str
+    weight: float
+    encoder: PatternEncoder
+    scorer: MaskedLMScorer
+
+
+@dataclass(frozen=True)
+class TeacherSource:
+    """Where the teachers of one manifest live, and how to read them back."""
+
+    folder: Path
+    patterns: dict[str, Pattern]
+    verbalizers: dict[str, Verbalizer]
+    max_length: int
+    device: torch.device
+    trust_remote_code: bool = False
+
+    @classmethod
+    def of(cls, folder: Path, manifest: dict[str, Any], max_length: int, device: torch.device,
+           trust_remote_code: bool = False) -> "TeacherSource":
+        patterns = {p["id"]: pattern_from_json(p) for p in manifest["patterns"]}
+        verbalizers = {v["id"]: verbalizer_from_json(v) for v in manifest["verbalizers"]}
+        return cls(folder, patterns, verbalizers, max_length, device, trust_remote_code)
+
+    def load(self, entry: dict[str, Any]) -> LoadedTeacher:
+        """Load a finished teacher folder back as an encoder and a scorer."""
+        from pet.core.modeling import load_masked_lm, load_tokenizer
+
+        folder = self.folder / entry["path"]
+        record_path = folder / TEACHER_FILE
+        if not record_path.exists():
+            raise PetError(f"{folder}: teacher '{entry['name']}' is missing or incomplete; rerun pet train-teachers")
+        record = read_json(record_path, "teacher record")
+        source = record.get("base_model") or str(folder)  # zero-shot teachers are the base model itself
+        try:
+            tokenizer = load_tokenizer(source, self.trust_remote_code)
+            model = load_masked_lm(source, self.device, self.trust_remote_code, warn_new_head=False)
+        except PetError as err:
+            raise PetError(f"{folder}: teacher '{entry['name']}' cannot be loaded ({err}); delete it and rerun pet train-teachers") from None
+        verbalizer = self.verbalizers[entry["verbalizer"]]
+        tokens = VerbalizerTokens.from_json(record["verbalizer_token_ids"], tuple(tuple(verbalizer.words[l]) for l in verbalizer.labels))
+        encoder = PatternEncoder(self.patterns[entry["pattern"]], tokenizer, self.max_length, tokens.num_masks)
+        model.eval()
+        weight = entry.get("weight")
+        return LoadedTeacher(entry["name"], float("nan") if weight is None else float(weight), encoder,
+                             MaskedLMScorer.for_tokenizer(model, tokens, tokenizer))
