@@ -30,6 +30,8 @@ class PatternSpec(Strict):
     shorten: list[str] | None = None  # None: every field may be shortened
     # fields whose final punctuation is dropped, e.g. the hypothesis in "{hypothesis}? {mask}, ..."
     strip_final_punctuation: list[str] = []
+    # pair tasks: the field where the model's second segment ([SEP] ..., token type 1) begins
+    second_segment: str | None = None
 
 
 class PatternFile(Strict):
@@ -80,8 +82,9 @@ class Pattern:
     """A cloze template with exactly one ``{mask}``: ``Pattern("it-was", "{text} It was {mask}.")``.
 
     ``shorten`` names the fields that may be truncated to fit ``max_length`` (default: every field);
-    ``segments`` is parsed from the template when not given. Invalid input raises a one-line PetError,
-    the same as a patterns YAML file would.
+    ``segments`` is parsed from the template when not given. ``second_segment`` names the field
+    where a pair's second segment begins (encoded after the tokenizer's pair separator). Invalid
+    input raises a one-line PetError, the same as a patterns YAML file would.
     """
 
     id: str
@@ -90,6 +93,7 @@ class Pattern:
     segments: tuple[Segment, ...] | None = None
     name: str | None = None
     strip_final_punctuation: tuple[str, ...] = ()
+    second_segment: str | None = None
 
     def __post_init__(self) -> None:
         where = f"pattern '{self.id}'"
@@ -104,6 +108,22 @@ class Pattern:
             for field in names:
                 if field not in fields:
                     raise PetError(f"{where}: {key} names '{field}', which is not a placeholder of the template ({', '.join(fields)})")
+        if self.second_segment is not None:
+            self._check_second_segment(where, fields)
+
+    def _check_second_segment(self, where: str, fields: tuple[str, ...]) -> None:
+        if self.second_segment not in fields:
+            raise PetError(f"{where}: second_segment names '{self.second_segment}', which is not a placeholder of the template ({', '.join(fields)})")
+        if self.second_segment_start == 0:
+            raise PetError(f"{where}: second_segment '{self.second_segment}' starts the template, so the first segment "
+                           f"would be empty; name a placeholder that comes later")
+
+    @property
+    def second_segment_start(self) -> int | None:
+        """Index in ``segments`` where the second segment begins (first use of that field), or None."""
+        if self.second_segment is None:
+            return None
+        return next(i for i, seg in enumerate(self.segments) if seg.kind == "field" and seg.value == self.second_segment)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -134,7 +154,7 @@ class Pattern:
 
     def to_json(self) -> dict:
         return {"id": self.id, "name": self.name, "template": self.template, "shorten": list(self.shorten),
-                "strip_final_punctuation": list(self.strip_final_punctuation)}
+                "strip_final_punctuation": list(self.strip_final_punctuation), "second_segment": self.second_segment}
 
 
 @dataclass(frozen=True)
@@ -257,7 +277,7 @@ def unique(items: list, path: Path | str, what: str) -> list:
 
 def parse_patterns(spec: PatternFile, source: Path | str, ids: list[str] | None = None) -> list[Pattern]:
     patterns = [in_file(source, lambda item=item: Pattern(item.id, item.template, None if item.shorten is None else tuple(item.shorten),
-                                                          None, item.name, tuple(item.strip_final_punctuation)))
+                                                          None, item.name, tuple(item.strip_final_punctuation), item.second_segment))
                 for item in spec.patterns]
     return select(unique(patterns, source, "pattern"), ids, source, "pattern")
 
@@ -300,9 +320,10 @@ def select(items: list, ids: list[str] | None, path: Path, what: str) -> list:
 def pattern_from_json(data: dict) -> Pattern:
     """Rebuild a pattern recorded in a manifest."""
     segments = parse_template(data["template"], f"pattern '{data['id']}'")
-    # manifests written before strip_final_punctuation existed have no such key: nothing was stripped
+    # manifests written before strip_final_punctuation / second_segment existed lack those keys:
+    # nothing was stripped, and everything was one segment
     return Pattern(data["id"], data["template"], tuple(data["shorten"]), segments, data.get("name"),
-                   tuple(data.get("strip_final_punctuation", ())))
+                   tuple(data.get("strip_final_punctuation", ())), data.get("second_segment"))
 
 
 def verbalizer_from_json(data: dict) -> Verbalizer:
