@@ -73,13 +73,16 @@ class Predictor(StageResult):
         """Accuracy and macro-F1 on labelled data (for teachers: per teacher and for the ensemble)."""
         from pet.evaluation import evaluate
 
-        with as_data_file(data, self.config, "evaluation data") as path:
-            return evaluate(self.path, path)
+        with as_data_file(data, self.config, "evaluation") as path:
+            result = evaluate(self.path, path)
+        if not isinstance(data, (str, Path)):
+            result["data"] = f"{type(data).__name__} of {len(data)} rows"  # the temporary file is gone
+        return result
 
     def _examples(self, data: Any):
         from pet.evaluation import read_unlabelled
 
-        with as_data_file(data, self.config, "prediction data") as path:
+        with as_data_file(data, self.config, "prediction") as path:
             return read_unlabelled(self.path, path)[1]
 
 
