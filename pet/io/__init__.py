@@ -1,0 +1,1 @@
+"""What is read and written: the run config, YAML files, data files, artifacts and manifests."""

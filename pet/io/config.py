@@ -43,14 +43,14 @@ class TeachersConfig(Strict):
     max_grad_norm: PositiveFloat = 1.0
     max_length: PositiveInt = 256
     # Auxiliary MLM loss (PET paper, section 3.1): loss = (1 - a) * CE + a * MLM on unlabeled text rendered
-    # through the same pattern. 0 turns it off; see pet/mlm.py for why the default is what it is.
+    # through the same pattern. 0 turns it off; see pet/core/mlm.py for why the default is what it is.
     mlm_weight: float = Field(default=1e-4, ge=0.0, lt=1.0)
     unlabeled_ratio: PositiveInt = 3  # unlabeled examples per labelled example in each step (paper: 3)
     mlm_probability: float = Field(default=0.15, gt=0.0, lt=1.0)  # share of eligible tokens that become MLM targets
     # Zero-shot: no training; each teacher is the pretrained MLM with one pattern x verbalizer, and
     # data.train may be omitted or empty.
     zero_shot: bool = False
-    # Label words of several tokens: the mask becomes as many masks as the longest word (pet/scoring.py).
+    # Label words of several tokens: the mask becomes as many masks as the longest word (pet/core/scoring.py).
     # Off by default so that a word that is unexpectedly several tokens is an error, not a silent change.
     multi_token: bool = False
 

@@ -1,0 +1,1 @@
+"""Stage C: distil the soft labels into a plain sequence classifier. Entry: stage.distill."""

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from pet.core import maths
-from pet.core.metrics import classification_metrics
+from pet.core.calibration import DEFINITIONS, prediction_metrics
 from pet.core.progress import info
 from pet.core.training import EpochSampler, OptimSettings, train
 from pet.errors import PetError
@@ -53,7 +53,7 @@ def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = N
     result["metrics"]["seconds"] = round(time.perf_counter() - started, 2)
     if config.data.test is not None:
         test = open_table(config, config.data.test, "test", tuple(labels), labelled=True).read_all()
-        result["test"] = classification_metrics(test.labels, student.logits(test.fields).argmax(-1).tolist(), labels)
+        result["test"] = {**prediction_metrics(test.labels, student.logits(test.fields), labels), "calibration_definitions": DEFINITIONS}
         info(f"student test accuracy {result['test']['accuracy']:.4f}, macro-F1 {result['test']['macro_f1']:.4f}")
     save_student(student.model, student.tokenizer, output)
     write_json_atomic(output / MANIFEST, result)
@@ -127,6 +127,6 @@ def student_manifest(labels_dir: Path, labels: dict[str, Any], config: RunConfig
         "labels": list(labels["labels"]),
         "input_fields": list(config.data.fields),
         "temperature": float(labels["temperature"]),
-        "metrics": {"loss_first": losses[0], "loss_last": losses[-1], "steps": len(losses)},
+        "metrics": {"loss_first": losses[0], "loss_last": losses[-1], "steps": len(losses), "losses": losses},
     })
     return result

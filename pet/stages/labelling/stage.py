@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from pet.core.calibration import DEFINITIONS, at_temperature, calibration_metrics, prediction_metrics
 from pet.core.ensemble import EnsembleWeights, ensemble_weights, entry_weights
 from pet.core.metrics import classification_metrics
 from pet.core.progress import info
@@ -49,7 +50,7 @@ def label(teachers_dir: Path, output: Path, overrides: dict[str, Any] | None = N
                               config.labelling.temperature, manifest["labels"])
     result = labels_manifest(teachers_dir, manifest, config, stamp, ensemble, stats)
     if "test" in logits:
-        result["test"] = test_set_metrics(tables["test"], logits["test"], ensemble, manifest)
+        result["test"] = test_set_metrics(tables["test"], logits["test"], ensemble, manifest, config.labelling.temperature)
         info(f"ensemble test accuracy {result['test']['ensemble']['accuracy']:.4f} on {result['test']['ensemble']['examples']} examples")
     write_json_atomic(output / MANIFEST, result)
     shutil.rmtree(output / PARTIAL, ignore_errors=True)
@@ -81,11 +82,22 @@ def labels_manifest(teachers_dir: Path, teachers: dict[str, Any], config: RunCon
     return result
 
 
-def test_set_metrics(table: Table, logits: torch.Tensor, ensemble: EnsembleWeights, teachers: dict[str, Any]) -> dict[str, Any]:
-    """The ensemble's metrics and each teacher's accuracy on the test set."""
+def test_set_metrics(table: Table, logits: torch.Tensor, ensemble: EnsembleWeights, teachers: dict[str, Any],
+                     temperature: float) -> dict[str, Any]:
+    """The ensemble's metrics and each teacher's accuracy on the test set, with their calibration.
+
+    The ensemble's ECE/Brier/NLL are at T = 1 (its plain logits) and, under
+    ``at_labelling_temperature``, at the temperature of the soft labels; ``teachers`` stays
+    name -> accuracy, and ``teachers_calibration`` adds each teacher's ECE/Brier/NLL at T = 1.
+    """
     gold, labels = table.read_all().labels, teachers["labels"]
+    combined = ensemble.combine(logits)
+    names = [e["name"] for e in teachers["teachers"]]
     return {
-        "ensemble": classification_metrics(gold, ensemble.combine(logits).argmax(-1).tolist(), labels),
-        "teachers": {e["name"]: classification_metrics(gold, logits[k].argmax(-1).tolist(), labels)["accuracy"]
-                     for k, e in enumerate(teachers["teachers"])},
+        "ensemble": {**prediction_metrics(gold, combined, labels),
+                     "at_labelling_temperature": at_temperature(combined, gold, temperature)},
+        "teachers": {name: classification_metrics(gold, logits[k].argmax(-1).tolist(), labels)["accuracy"]
+                     for k, name in enumerate(names)},
+        "teachers_calibration": {name: calibration_metrics(logits[k], gold) for k, name in enumerate(names)},
+        "calibration_definitions": DEFINITIONS,
     }
