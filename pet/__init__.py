@@ -8,6 +8,10 @@ The public API (docs/python-api.md)::
     pet.distill(soft_labels) -> pet.Student      stage C
     pet.run(config, output) -> pet.Run           all three, from a run config
     pet.load_config(path) -> pet.RunConfig       a YAML run config, validated
+    pet.report(run_folder) -> Path               RUN/report/index.html with figures (`pet report`)
+    pet.check(config) -> pet.CheckReport         lint patterns, verbalizers and data (`pet check`)
+    pet.search_words(config) -> pet.WordSearch   label words proposed by the model (`pet search-words`)
+    pet.pattern_perplexity(config)               label-free pattern ranking (list of pet.PatternPerplexity)
 
 Names are imported on first use, so ``import pet`` (and ``pet --help``) stays fast: torch and
 transformers load only when a stage runs.
@@ -29,6 +33,10 @@ _EXPORTS = {
     "IpetConfig": "pet.io.config", "LabellingConfig": "pet.io.config", "DistillationConfig": "pet.io.config",
     "RuntimeConfig": "pet.io.config", "DataConfig": "pet.io.config",
     "PetError": "pet.errors",
+    "report": "pet.report",
+    "check": "pet.tools.check", "CheckReport": "pet.tools.report",
+    "search_words": "pet.tools.words", "WordSearch": "pet.tools.words",
+    "pattern_perplexity": "pet.tools.perplexity", "PatternPerplexity": "pet.tools.perplexity",
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
@@ -38,7 +46,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from pet.io.config import (DataConfig, DistillationConfig, IpetConfig, LabellingConfig, RunConfig, RuntimeConfig,
                                TeachersConfig, load_config)
     from pet.io.patterns import Pattern, Verbalizer, load_patterns, load_verbalizers
+    from pet.report import report
     from pet.results import Prediction, Run, SoftLabels, Student, Teachers
+    from pet.tools.check import check
+    from pet.tools.perplexity import PatternPerplexity, pattern_perplexity
+    from pet.tools.report import CheckReport
+    from pet.tools.words import WordSearch, search_words
 
 
 def __getattr__(name: str) -> Any:
@@ -51,6 +64,11 @@ def __getattr__(name: str) -> Any:
 
     modules = {"pet.api": api, "pet.errors": errors, "pet.results": results, "pet.io.config": config,
                "pet.io.patterns": patterns}
+    if module.startswith("pet.tools."):  # these import torch, so only when one of their names is asked for
+        from pet.tools import check, perplexity, report, words
+
+        modules.update({"pet.tools.check": check, "pet.tools.report": report, "pet.tools.words": words,
+                        "pet.tools.perplexity": perplexity})
     value = getattr(modules[module], name)
     globals()[name] = value
     return value
@@ -58,3 +76,10 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return __all__
+
+
+# `pet.report` is both a subpackage (pet/report/) and the function pet.report(run_folder). The import
+# system points the package attribute at the subpackage when the subpackage first loads, and a lazy
+# __getattr__ is never consulted once the attribute exists; so load the subpackage now (it is light:
+# no torch, no matplotlib) and bind the name to the function, which later imports leave alone.
+from pet.report import report  # noqa: E402

@@ -85,13 +85,16 @@ def write_inputs(writer: InputWriter, data: dict[str, Any], settings: dict[str, 
 
 
 def train_teachers(model: str | Path | RunConfig, *, output: str | Path, train: Any = None, unlabeled: Any = None,
-                   patterns: Any = None, verbalizers: Any = None, test: Any = None, **settings: Any) -> Teachers:
+                   patterns: Any = None, verbalizers: Any = None, test: Any = None, overwrite: bool = False,
+                   **settings: Any) -> Teachers:
     """Stage A: train every teacher (pattern x verbalizer x seed) into ``output``; resumes a finished part.
 
     ``model`` is a masked LM (folder or Hub id), or a whole :class:`RunConfig` (then the data and
     pattern arguments stay unset and ``settings`` override it). Data: a file path, a list of dicts, a
     list of texts (unlabeled), a pandas DataFrame or a ``datasets.Dataset``. Patterns and
     verbalizers: a YAML file, YAML text, or :class:`pet.Pattern` / :class:`pet.Verbalizer` objects.
+    A folder holding teachers of other settings or data is refused; ``overwrite=True`` keeps the
+    teachers whose own settings are unchanged and retrains the others.
     """
     from pet.stages.teachers.stage import train_teachers as run_stage
 
@@ -103,7 +106,7 @@ def train_teachers(model: str | Path | RunConfig, *, output: str | Path, train: 
             raise PetError(f"pet.train_teachers: {given[0]}= cannot be combined with a RunConfig; set it in the config")
         overrides = dotted_settings(settings, {"teachers": TeachersConfig}, "pet.train_teachers")
         config = config_from_json(model.to_json(), overrides, "pet.train_teachers") if overrides else model
-        return Teachers(output, run_stage(config, output))
+        return Teachers(output, run_stage(config, output, overwrite=overwrite))
     for name, value in (("unlabeled", unlabeled), ("patterns", patterns), ("verbalizers", verbalizers)):
         if value is None:
             raise PetError(f"pet.train_teachers: {name}= is required")
@@ -113,7 +116,7 @@ def train_teachers(model: str | Path | RunConfig, *, output: str | Path, train: 
         sources = write_inputs(writer, {"train": train, "unlabeled": unlabeled, "test": test, "patterns": patterns,
                                         "verbalizers": verbalizers}, settings)
         config = build_config(model, sources, settings)
-        return Teachers(output, run_stage(config, output))
+        return Teachers(output, run_stage(config, output, overwrite=overwrite))
     except BaseException:
         if not (output / "manifest.json").exists():
             writer.discard()  # bad input leaves nothing behind
@@ -122,30 +125,50 @@ def train_teachers(model: str | Path | RunConfig, *, output: str | Path, train: 
         raise
 
 
+def text_column(teachers: Teachers | str | Path) -> str:
+    """The column of the first pattern field, where a plain list of texts goes."""
+    found = teachers if isinstance(teachers, Teachers) else Teachers(Path(teachers))
+    return next(iter(found.config.data.fields.values()))
+
+
 def sibling(result: Any, name: str) -> Path:
     """RUN/<name> next to RUN/teachers or RUN/labels: the default output of the next stage."""
     return Path(getattr(result, "path", result)).parent / name
 
 
-def label(teachers: Teachers | str | Path, output: str | Path | None = None, **settings: Any) -> SoftLabels:
-    """Stage B: score the unlabeled set with every teacher and write soft labels (default: RUN/labels)."""
+def label(teachers: Teachers | str | Path, output: str | Path | None = None, *, unlabeled: Any = None, test: Any = None,
+          overwrite: bool = False, **settings: Any) -> SoftLabels:
+    """Stage B: score the unlabeled set with every teacher and write soft labels (default: RUN/labels).
+
+    ``unlabeled`` / ``test`` label other data with the same teachers (a path, rows, a DataFrame, a Dataset).
+    """
     from pet.stages.labelling.stage import label as run_stage
 
     output = Path(output) if output is not None else sibling(teachers, "labels")
     overrides = dotted_settings(settings, {"labelling": LabellingConfig}, "pet.label")
-    return SoftLabels(output, run_stage(Path(getattr(teachers, "path", teachers)), output, overrides))
+    writer = InputWriter(output / INPUTS)
+    for role, data in (("unlabeled", unlabeled), ("test", test)):
+        if data is not None:
+            overrides[f"data.{role}"] = str(data_file(data, role, writer, text_column(teachers)))
+    try:
+        return SoftLabels(output, run_stage(Path(getattr(teachers, "path", teachers)), output, overrides, overwrite=overwrite))
+    except BaseException:
+        if not (output / "manifest.json").exists():
+            writer.discard()
+        raise
 
 
-def distill(soft_labels: SoftLabels | str | Path, output: str | Path | None = None, **settings: Any) -> Student:
+def distill(soft_labels: SoftLabels | str | Path, output: str | Path | None = None, *, overwrite: bool = False,
+            **settings: Any) -> Student:
     """Stage C: train a sequence classifier on the soft labels (default: RUN/student)."""
     from pet.stages.distillation.stage import distill as run_stage
 
     output = Path(output) if output is not None else sibling(soft_labels, "student")
     overrides = dotted_settings(settings, {"distillation": DistillationConfig}, "pet.distill")
-    return Student(output, run_stage(Path(getattr(soft_labels, "path", soft_labels)), output, overrides))
+    return Student(output, run_stage(Path(getattr(soft_labels, "path", soft_labels)), output, overrides, overwrite=overwrite))
 
 
-def run(config: RunConfig | str | Path, output: str | Path, **settings: Any) -> Run:
+def run(config: RunConfig | str | Path, output: str | Path, *, overwrite: bool = False, **settings: Any) -> Run:
     """Stages A, B and C into one run folder (RUN/teachers, RUN/labels, RUN/student)."""
     if not isinstance(config, RunConfig):
         config = load_config(Path(config), dotted_settings(settings, {}, "pet.run"))
@@ -153,5 +176,5 @@ def run(config: RunConfig | str | Path, output: str | Path, **settings: Any) -> 
         config = config_from_json(config.to_json(), dotted_settings(settings, {}, "pet.run"), "pet.run")
     from pet.pipeline import run as run_stages
 
-    run_stages(config, Path(output))
+    run_stages(config, Path(output), overwrite=overwrite)
     return Run(output)

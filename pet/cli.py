@@ -67,9 +67,13 @@ def handled() -> Iterator[None]:
 
 
 def _overrides(ctx: typer.Context) -> dict[str, Any]:
-    from pet.io.config import parse_overrides
+    from pet.io.config import command_line_paths, parse_overrides
 
-    return parse_overrides(list(ctx.args))
+    return command_line_paths(parse_overrides(list(ctx.args)))
+
+
+OVERWRITE = typer.Option(False, "--overwrite", help="Recompute results on disk that were made from other settings or data "
+                                                     "(finished teachers whose own settings are unchanged are kept).")
 
 
 def _print_json(data: Any) -> None:
@@ -81,44 +85,47 @@ def train_teachers_cmd(
     ctx: typer.Context,
     config: Path = typer.Argument(..., help="Run config (YAML)."),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder, e.g. RUN/teachers."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     with handled():
         from pet.api import train_teachers
         from pet.io.config import load_config
 
-        manifest = train_teachers(load_config(config, _overrides(ctx)), output=output).manifest
+        manifest = train_teachers(load_config(config, _overrides(ctx)), output=output, overwrite=overwrite).manifest
         kind = " zero-shot" if manifest.get("zero_shot") and not manifest.get("ipet") else ""
         if manifest.get("ipet"):
             kind = f" iPET generation-{manifest['ipet']['final_generation']}"
         typer.echo(f"{len(manifest['teachers'])}{kind} teachers in {output}")
 
 
-@app.command("label", context_settings=OVERRIDES, help="Stage B: score unlabeled text with every teacher and write soft labels. Accepts --labelling.* and --runtime.* overrides.")
+@app.command("label", context_settings=OVERRIDES, help="Stage B: score unlabeled text with every teacher and write soft labels. Accepts --labelling.* and --runtime.* overrides, and --data.unlabeled / --data.test to label other files with the same teachers.")
 def label_cmd(
     ctx: typer.Context,
     teachers: Path = typer.Argument(..., help="Teachers folder written by train-teachers."),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder, e.g. RUN/labels."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     with handled():
         from pet.api import label
 
-        manifest = label(teachers, output, **_overrides(ctx)).manifest
+        manifest = label(teachers, output, overwrite=overwrite, **_overrides(ctx)).manifest
         line = f"{manifest['statistics']['examples']} soft labels in {output}"
         if "test" in manifest:
             line += f"; ensemble test accuracy {manifest['test']['ensemble']['accuracy']:.4f}"
         typer.echo(line)
 
 
-@app.command("distill", context_settings=OVERRIDES, help="Stage C: train a sequence classifier on the soft labels. Accepts --distillation.* and --runtime.* overrides.")
+@app.command("distill", context_settings=OVERRIDES, help="Stage C: train a sequence classifier on the soft labels. Accepts --distillation.* and --runtime.* overrides, and --data.test.")
 def distill_cmd(
     ctx: typer.Context,
     labels: Path = typer.Argument(..., help="Labels folder written by label."),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder, e.g. RUN/student."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     with handled():
         from pet.api import distill
 
-        manifest = distill(labels, output, **_overrides(ctx)).manifest
+        manifest = distill(labels, output, overwrite=overwrite, **_overrides(ctx)).manifest
         line = f"student in {output}"
         if "test" in manifest:
             line += f"; test accuracy {manifest['test']['accuracy']:.4f}, macro-F1 {manifest['test']['macro_f1']:.4f}"
@@ -131,12 +138,13 @@ def run_cmd(
     config: Path = typer.Argument(..., help="Run config (YAML)."),
     output: Path = typer.Option(..., "--output", "-o", help="Run folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     with handled():
         from pet.api import run
         from pet.io.config import load_config
 
-        summary = run(load_config(config, _overrides(ctx)), output).summary()
+        summary = run(load_config(config, _overrides(ctx)), output, overwrite=overwrite).summary()
         if as_json:
             _print_json(summary)
             return
@@ -147,27 +155,51 @@ def run_cmd(
                 typer.echo(f"{name.replace('_', ' ')}: accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  ({m['examples']} examples)")
 
 
-@app.command("evaluate", help="Accuracy and macro-F1 of a student, or of each teacher and the ensemble, on a labelled file. Given a run config (YAML) instead of a folder: each pattern's zero-shot accuracy with the untrained model.")
+@app.command("evaluate", help="Accuracy, macro-F1 and calibration (ECE over 15 bins, Brier, NLL) of a student, or of each teacher and the ensemble, on a labelled file. Given a run config (YAML) instead of a folder: each pattern's zero-shot scores with the untrained model.")
 def evaluate_cmd(
     model_dir: Path = typer.Argument(..., help="A student folder, a teachers folder, or a run config for zero-shot accuracy."),
     data: Path = typer.Option(..., "--data", "-d", help="Labelled data file (.jsonl, .csv, .parquet)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    calibrate: bool = typer.Option(False, "--calibrate", help="Fit a calibration temperature T* on the run's labelled set (data.train) by minimising NLL, and also report the metrics at T*."),
+    calibrate_on: Optional[Path] = typer.Option(None, "--calibrate-on", help="Fit T* on this held-out labelled file instead of data.train (which the models were trained on); implies --calibrate."),
 ) -> None:
     with handled():
+        from pet.errors import PetError
         from pet.evaluation import evaluate, evaluate_zero_shot
 
         zero_shot = model_dir.is_file() and model_dir.suffix.lower() in (".yaml", ".yml")
-        result = evaluate_zero_shot(model_dir, data) if zero_shot else evaluate(model_dir, data)
+        if zero_shot and (calibrate or calibrate_on):
+            raise PetError("--calibrate needs a student or teachers folder; a run config is evaluated zero-shot, untrained")
+        result = evaluate_zero_shot(model_dir, data) if zero_shot else evaluate(model_dir, data, calibrate=calibrate, calibrate_on=calibrate_on)
         if as_json:
             _print_json(result)
             return
-        rows = [(name, m) for name, m in result.get("teachers", {}).items()]
-        rows.append(("ensemble (" + result["ensemble"]["method"] + ")", result["ensemble"]) if "ensemble" in result else ("student", result))
+        rows = _evaluation_rows(result)
         width = max(len(name) for name, _ in rows)
-        typer.echo(f"{'model':<{width}}  accuracy  macro-F1")
+        typer.echo(f"{'model':<{width}}  accuracy  macro-F1     ECE   Brier      NLL")
         for name, m in rows:
-            typer.echo(f"{name:<{width}}  {m['accuracy']:8.4f}  {m['macro_f1']:8.4f}")
+            typer.echo(f"{name:<{width}}  {m['accuracy']:8.4f}  {m['macro_f1']:8.4f}  {m['ece']:6.4f}  {m['brier']:6.4f}  {m['nll']:7.4f}")
         typer.echo(f"({rows[-1][1]['examples']} examples from {data})")
+        typer.echo("ECE: 15 equal-width confidence bins; Brier: mean over examples of sum_c (p_c - y_c)^2; NLL: mean -log softmax(z / T)_y")
+        fitted = (result.get("ensemble") or result).get("calibrated")
+        if fitted:
+            typer.echo(f"T* = {fitted['fitted_temperature']:.4f}: calibration temperature fitted by minimising NLL on "
+                       f"{fitted['fitted_on']} ({fitted['fit_examples']} examples); not the distillation temperature"
+                       + ("; it is at the edge of the search range [0.01, 100], so it says little" if fitted["at_search_bound"] else ""))
+
+
+def _evaluation_rows(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Table rows: each teacher, then the ensemble at T = 1, at the labelling temperature and at T*; or the student."""
+    rows = [(name, m) for name, m in result.get("teachers", {}).items()]
+    model = result.get("ensemble") or result
+    name = f"ensemble ({model['method']})" if "ensemble" in result else "student"
+    rows.append((f"{name} T=1" if "ensemble" in result else name, model))
+    if "at_labelling_temperature" in model:
+        at_t = model["at_labelling_temperature"]
+        rows.append((f"{name} T={at_t['temperature']:g} (soft labels)", {**model, **at_t}))
+    if "calibrated" in model:
+        rows.append((f"{name} T*={model['calibrated']['fitted_temperature']:.3f} (fitted)", {**model, **model["calibrated"]}))
+    return rows
 
 
 @app.command("predict", help="Write predicted labels and probabilities as JSON lines.")
@@ -181,6 +213,60 @@ def predict_cmd(
 
         count = predict(model_dir, data, output)
         typer.echo(f"{count} predictions in {output}")
+
+
+@app.command("check", context_settings=OVERRIDES, help=f"Lint a run config before training: each pattern as the model sees it, label words in context, label counts, truncation, leakage, zero-shot accuracy and a label-free pattern ranking. Exit code 1 when anything is ✘. {OVERRIDE_HELP}")
+def check_cmd(
+    ctx: typer.Context,
+    config: Path = typer.Argument(..., help="Run config (YAML)."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Check this labelled file instead of data.train."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    with handled():
+        from pet.tools.check import check
+
+        report = check(config, data, overrides=_overrides(ctx))
+        if as_json:
+            _print_json(report.to_json())
+        else:
+            typer.echo(report.render())
+        if not report.passed:
+            raise typer.Exit(1)
+
+
+@app.command("search-words", context_settings=OVERRIDES, help=f"Propose label words from the model and the labelled set, written as a verbalizers file that train-teachers accepts. {OVERRIDE_HELP}")
+def search_words_cmd(
+    ctx: typer.Context,
+    config: Path = typer.Argument(..., help="Run config (YAML)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Verbalizers file to write, e.g. verbalizers/found.yaml."),
+    words_per_label: int = typer.Option(1, "--words-per-label", "-k", help="Words per label."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Labelled file to learn from instead of data.train."),
+    verbalizer_id: str = typer.Option("found", "--id", help="Id of the verbalizer in the file."),
+    force: bool = typer.Option(False, "--force", help="Overwrite the output file if it exists."),
+) -> None:
+    with handled():
+        from pet.errors import PetError
+        from pet.tools.words import search_words
+
+        if output.exists() and not force:  # before loading the model, not after
+            raise PetError(f"{output} exists; choose another -o, or pass --force to overwrite it")
+        found = search_words(config, words_per_label, data=data, verbalizer_id=verbalizer_id, overrides=_overrides(ctx))
+        found.write(output, force=force)
+        for note in found.notes:
+            _stderr(f"warning: {note}")
+        for label, scores in found.scores.items():
+            typer.echo(f"{label}: " + ", ".join(f"{s.word} ({s.score:+.2f})" for s in scores))
+        typer.echo(f"verbalizer '{verbalizer_id}' in {output}")
+
+
+@app.command("report", help="Write RUN/report/index.html: config, timings, teachers, soft labels, calibration (reliability diagrams), confusion matrices and losses of a run folder. Needs matplotlib (the 'report' extra).")
+def report_cmd(
+    run: Path = typer.Argument(..., help="Run folder written by pet run (with teachers/, labels/, student/)."),
+) -> None:
+    with handled():
+        from pet.report import report
+
+        typer.echo(f"report in {report(run)}")
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -7,18 +7,20 @@ scored by each teacher and by their ensemble, exactly as stage B would combine t
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 import torch
 
 from pet.core import maths
+from pet.core.calibration import DEFINITIONS, TEMPERATURE_BOUNDS, at_temperature, calibration_metrics, fit_temperature, prediction_metrics
 from pet.core.ensemble import EnsembleWeights, ensemble_weights, entry_weights
 from pet.io.artifacts import MANIFEST, read_json, read_manifest
 from pet.io.config import RunConfig, config_from_json
 from pet.io.data import Examples, Table
 from pet.errors import PetError
-from pet.core.metrics import classification_metrics
 
 
 def folder_stage(model_dir: Path) -> str:
@@ -65,25 +67,71 @@ def teachers_ensemble(manifest: dict[str, Any], config: RunConfig) -> EnsembleWe
     return ensemble_weights(entry_weights(manifest["teachers"]), config.labelling.ensemble, warn=False)
 
 
-def evaluate(model_dir: Path, data: Path) -> dict[str, Any]:
-    """Accuracy and macro-F1 on a labelled file; for teachers, per teacher and for the ensemble."""
+def evaluate(model_dir: Path, data: Path, calibrate: bool = False, calibrate_on: Path | None = None) -> dict[str, Any]:
+    """Accuracy, macro-F1, ECE, Brier and NLL on a labelled file; for teachers, per teacher and for the ensemble.
+
+    The ensemble is measured at T = 1 (its plain logits, like a teacher or a student) and at the
+    labelling temperature (the soft labels the student learns from). With ``calibrate``, a
+    temperature T* is fitted on the run's labelled set (data.train), or on ``calibrate_on``, a held-out
+    labelled file (better: the teachers and the student have seen data.train), and the metrics at T*
+    are added under ``calibrated`` (of the student, or of the ensemble).
+    """
+    calibrate = calibrate or calibrate_on is not None
     stage = folder_stage(model_dir)
     manifest = read_manifest(model_dir, stage)
     config = config_from_json(manifest["config"])
     labels = manifest["labels"]
     examples = read_examples(config, data, labels, labelled=True)
+    head = {"model": str(model_dir), "data": str(data), "stage": stage}
     if stage == "student":
-        logits = student_logits(model_dir, manifest, config, examples)
-        return {"model": str(model_dir), "data": str(data), "stage": stage,
-                **classification_metrics(examples.labels, logits.argmax(-1).tolist(), labels)}
-    logits = teachers_logits(model_dir, manifest, config, examples)
-    per_teacher = {e["name"]: classification_metrics(examples.labels, logits[k].argmax(-1).tolist(), labels)
-                   for k, e in enumerate(manifest["teachers"])}
+        scorer = partial(student_logits, model_dir, manifest, config)
+        logits = scorer(examples)
+        result = {**head, **prediction_metrics(examples.labels, logits, labels)}
+        if calibrate:
+            result["calibrated"] = calibrated(scorer, config, labels, logits, examples.labels, calibrate_on)
+        return {**result, "calibration_definitions": DEFINITIONS}
     chosen = teachers_ensemble(manifest, config)
-    combined = chosen.combine(logits)
-    return {"model": str(model_dir), "data": str(data), "stage": stage, "teachers": per_teacher,
-            "ensemble": {"method": chosen.method,
-                         **classification_metrics(examples.labels, combined.argmax(-1).tolist(), labels)}}
+    logits = teachers_logits(model_dir, manifest, config, examples)
+    ensemble = ensemble_metrics(chosen, logits, examples.labels, labels, config.labelling.temperature)
+    if calibrate:
+        scorer = partial(ensemble_scores, model_dir, manifest, config, chosen)
+        ensemble["calibrated"] = calibrated(scorer, config, labels, chosen.combine(logits), examples.labels, calibrate_on)
+    per_teacher = {e["name"]: prediction_metrics(examples.labels, logits[k], labels) for k, e in enumerate(manifest["teachers"])}
+    return {**head, "teachers": per_teacher, "ensemble": ensemble, "calibration_definitions": DEFINITIONS}
+
+
+def ensemble_metrics(chosen: EnsembleWeights, teacher_logits: torch.Tensor, gold: list[int], labels: list[str],
+                     temperature: float) -> dict[str, Any]:
+    """The ensemble's metrics at T = 1, and its calibration at the labelling (distillation) temperature."""
+    combined = chosen.combine(teacher_logits)
+    return {"method": chosen.method, **prediction_metrics(gold, combined, labels),
+            "at_labelling_temperature": at_temperature(combined, gold, temperature)}
+
+
+def ensemble_scores(model_dir: Path, manifest: dict[str, Any], config: RunConfig, chosen: EnsembleWeights,
+                    examples: Examples) -> torch.Tensor:
+    """[N, C] ensemble logits z of a teachers folder."""
+    return chosen.combine(teachers_logits(model_dir, manifest, config, examples))
+
+
+def calibrated(scorer: Callable[[Examples], torch.Tensor], config: RunConfig, labels: list[str],
+               logits: torch.Tensor, gold: list[int], fit_on: Path | None = None) -> dict[str, Any]:
+    """Fit T* on the run's labelled set (data.train) by minimising NLL; the metrics of ``logits`` at T*.
+
+    T* is a calibration temperature, fitted after the fact; it is not the labelling temperature the
+    soft labels were made with, and dividing by it never changes a prediction (so accuracy is the same).
+    """
+    fit_on = fit_on or config.data.train
+    if fit_on is None:
+        raise PetError("--calibrate fits a temperature on the run's labelled set, and this run has none (data.train); "
+                       "name a held-out labelled file with --calibrate-on FILE, or evaluate without --calibrate")
+    fit_set = read_examples(config, fit_on, labels, labelled=True)
+    fitted = fit_temperature(scorer(fit_set), fit_set.labels)
+    # At a bound, the search wanted to go further: T -> 0 (the fit set is perfectly separated) or
+    # T -> infinity (the scores carry no information on it); either way T* says little.
+    at_bound = any(abs(math.log(fitted / bound)) < 1e-3 for bound in TEMPERATURE_BOUNDS)
+    return {"fitted_temperature": fitted, "fitted_on": str(fit_on), "fit_examples": len(fit_set),
+            "at_search_bound": at_bound, **calibration_metrics(logits, gold, fitted)}
 
 
 def evaluate_zero_shot(config_path: Path, data: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -106,11 +154,10 @@ def evaluate_zero_shot(config_path: Path, data: Path, overrides: dict[str, Any] 
         names.append(spec.name)
         logits.append(ctx.score(MaskedLMScorer.for_tokenizer(model, tokens, task.tokenizer), encoder, examples))
     stacked = torch.stack(logits)
-    per_teacher = {name: classification_metrics(examples.labels, stacked[k].argmax(-1).tolist(), labels)
-                   for k, name in enumerate(names)}
-    combined = maths.ensemble_logits(stacked)
+    per_teacher = {name: prediction_metrics(examples.labels, stacked[k], labels) for k, name in enumerate(names)}
+    ensemble = ensemble_metrics(ensemble_weights([], "mean"), stacked, examples.labels, labels, config.labelling.temperature)
     return {"model": config.model, "data": str(data), "stage": "zero-shot", "teachers": per_teacher,
-            "ensemble": {"method": "mean", **classification_metrics(examples.labels, combined.argmax(-1).tolist(), labels)}}
+            "ensemble": ensemble, "calibration_definitions": DEFINITIONS}
 
 
 def predicted_probs(model_dir: Path, examples: Examples) -> torch.Tensor:

@@ -13,7 +13,7 @@ from conftest import REPO
 
 PACKAGE = REPO / "pet"
 # A layer may import from itself and from the layers before it, never from a later one.
-LAYERS = ["pet.errors", "pet.io", "pet.core", "pet.stages", "pet.evaluation", "pet.pipeline", "pet.results", "pet.api", "pet.cli"]
+LAYERS = ["pet.errors", "pet.io", "pet.core", "pet.stages", "pet.evaluation", "pet.report", "pet.tools", "pet.pipeline", "pet.results", "pet.api", "pet.cli"]
 
 
 def module_name(path: Path) -> str:

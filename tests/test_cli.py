@@ -342,7 +342,7 @@ def test_evaluate_teachers_folder(staged):
         assert result["teachers"][name]["accuracy"] == pytest.approx(labels_manifest["test"]["teachers"][name])
     text = ok(invoke("evaluate", teachers, "--data", test))
     lines = text.splitlines()
-    assert lines[0].split() == ["model", "accuracy", "macro-F1"]
+    assert lines[0].split() == ["model", "accuracy", "macro-F1", "ECE", "Brier", "NLL"]
     assert [line.split()[0] for line in lines[1:4]] == [*TEACHERS, "ensemble"]
 
 

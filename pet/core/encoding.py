@@ -259,6 +259,9 @@ def word_tokens_in_context(tokenizer, word: str, before: str, space: bool, at_st
     return ids if ids is not None else tokenizer(spaced, add_special_tokens=False)["input_ids"]
 
 
+MULTI_TOKEN_RULES = ("mean", "pet")  # teachers.multi_token_rule; "mean" first: the default
+
+
 @dataclass(frozen=True)
 class VerbalizerTokens:
     """A verbalizer's words as token ids.
@@ -266,12 +269,22 @@ class VerbalizerTokens:
     Single-token (the fast path): ``ids`` is [C, W], padded with 0, and ``mask`` [C, W] marks real
     words. Multi-token: ``ids`` is [C, W, M] with M = the longest word in tokens (the number of mask
     slots the pattern gets), ``token_mask`` [C, W, M] marks each word's real tokens.
+
+    ``rule`` says how multi-token words are scored ("mean" or "pet", see pet/core/scoring.py); it
+    travels here so that every scorer built from these tokens scores them the same way. It is not
+    part of :meth:`to_json` (whose format old teacher records share); teacher records store it
+    beside it, as "multi_token_rule".
     """
 
     ids: torch.Tensor
     mask: torch.Tensor
     words: tuple[tuple[str, ...], ...]
     token_mask: torch.Tensor | None = None
+    rule: str = "mean"
+
+    def __post_init__(self):
+        if self.rule not in MULTI_TOKEN_RULES:  # the config validates user input; this catches code
+            raise ValueError(f"unknown multi-token rule {self.rule!r}; expected one of {MULTI_TOKEN_RULES}")
 
     @property
     def num_masks(self) -> int:
@@ -285,14 +298,15 @@ class VerbalizerTokens:
                 for row, krow, mrow in zip(self.ids.tolist(), self.token_mask.tolist(), self.mask.tolist())]
 
     @classmethod
-    def from_json(cls, data: list, words: tuple[tuple[str, ...], ...]) -> "VerbalizerTokens":
-        """Rebuild from :meth:`to_json` (as recorded in a teacher's record)."""
+    def from_json(cls, data: list, words: tuple[tuple[str, ...], ...], rule: str = "mean") -> "VerbalizerTokens":
+        """Rebuild from :meth:`to_json` (as recorded in a teacher's record) and the record's rule."""
         multi = any(isinstance(word, list) for row in data for word in row)
         rows = [[w if isinstance(w, list) else [w] for w in row] for row in data] if multi else [[[w] for w in row] for row in data]
-        return tokens_from_rows(rows, words, multi)
+        return tokens_from_rows(rows, words, multi, rule)
 
 
-def tokens_from_rows(rows: list[list[list[int]]], words: tuple[tuple[str, ...], ...], multi: bool) -> VerbalizerTokens:
+def tokens_from_rows(rows: list[list[list[int]]], words: tuple[tuple[str, ...], ...], multi: bool,
+                     rule: str = "mean") -> VerbalizerTokens:
     """Pack per-label, per-word token lists into padded tensors (multi-token form only if asked)."""
     width = max(len(r) for r in rows)
     longest = max(len(w) for r in rows for w in r)
@@ -302,7 +316,7 @@ def tokens_from_rows(rows: list[list[list[int]]], words: tuple[tuple[str, ...], 
         for c, row in enumerate(rows):
             ids[c, : len(row)] = torch.tensor([w[0] for w in row])
             mask[c, : len(row)] = True
-        return VerbalizerTokens(ids, mask, words)
+        return VerbalizerTokens(ids, mask, words, rule=rule)
     ids = torch.zeros(len(rows), width, longest, dtype=torch.long)
     token_mask = torch.zeros(len(rows), width, longest, dtype=torch.bool)
     for c, row in enumerate(rows):
@@ -310,14 +324,16 @@ def tokens_from_rows(rows: list[list[list[int]]], words: tuple[tuple[str, ...], 
         for w, word in enumerate(row):
             ids[c, w, : len(word)] = torch.tensor(word)
             token_mask[c, w, : len(word)] = True
-    return VerbalizerTokens(ids, mask, words, token_mask)
+    return VerbalizerTokens(ids, mask, words, token_mask, rule)
 
 
-def verbalizer_tokens(verbalizer: Verbalizer, encoder: PatternEncoder, model_name: str, multi_token: bool = False) -> VerbalizerTokens:
+def verbalizer_tokens(verbalizer: Verbalizer, encoder: PatternEncoder, model_name: str, multi_token: bool = False,
+                      rule: str = "mean") -> VerbalizerTokens:
     """Token ids of every label word in the pattern's mask context.
 
     By default each word must be one known token. With ``multi_token`` a word may be several tokens;
-    if any is, the result is in multi-token form (and the pattern needs ``num_masks`` masks).
+    if any is, the result is in multi-token form (and the pattern needs ``num_masks`` masks), scored
+    by ``rule`` (teachers.multi_token_rule).
     """
     tokenizer = encoder.tokenizer
     before, space = encoder.context_before_mask()
@@ -342,7 +358,7 @@ def verbalizer_tokens(verbalizer: Verbalizer, encoder: PatternEncoder, model_nam
             row.append(list(ids))
         rows.append(row)
     words = tuple(verbalizer.words[label] for label in verbalizer.labels)
-    return tokens_from_rows(rows, words, multi=any(len(w) > 1 for r in rows for w in r))
+    return tokens_from_rows(rows, words, multi=any(len(w) > 1 for r in rows for w in r), rule=rule)
 
 
 def pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -76,13 +76,54 @@ def multi_token_class_scores(mask_logits: torch.Tensor, token_ids: torch.Tensor,
     t_1..t_n scores the mean of log p(t_i) at mask i (log_softmax over the vocabulary); a class
     scores the mean over its words. Returns [B, C].
     """
-    log_probs = F.log_softmax(mask_logits.float(), dim=-1)  # [B, M, V]
-    positions = torch.arange(token_ids.size(-1), device=token_ids.device)
-    picked = log_probs[:, positions, token_ids]  # [B, C, W, M]
+    picked = word_token_log_probs(mask_logits, token_ids)  # [B, C, W, M]
     tokens = token_mask.to(picked.dtype)
     per_word = (picked * tokens).sum(-1) / tokens.sum(-1).clamp(min=1)  # [B, C, W]
     words = word_mask.to(picked.dtype)
     return (per_word * words).sum(-1) / words.sum(-1)
+
+
+def word_token_log_probs(mask_logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+    """[B, C, W, M]: log p(token m of word w of class c) at mask m, from [B, M, V] logits at M masks."""
+    log_probs = F.log_softmax(mask_logits.float(), dim=-1)  # [B, M, V]
+    positions = torch.arange(token_ids.size(-1), device=token_ids.device)
+    return log_probs[:, positions, token_ids]
+
+
+def pet_multi_token_class_scores(mask_logits: torch.Tensor, token_ids: torch.Tensor, token_mask: torch.Tensor,
+                                 word_mask: torch.Tensor) -> torch.Tensor:
+    """PET's training-time scores of multi-token words, from one pass with M masks: [B, C].
+
+    As PET's MultiMaskTaskHelper.train_step (timoschick/pet, pet/task_helpers.py): one forward pass
+    over the pattern with M = longest-word masks, and a word t_1..t_n scores the SUM of log p(t_i)
+    at mask i (masks after its n-th are ignored, PET's -100 targets). Several words per label are
+    combined by :func:`log_mean_exp_words`. Shapes as :func:`multi_token_class_scores`.
+    """
+    picked = word_token_log_probs(mask_logits, token_ids)
+    per_word = (picked * token_mask.to(picked.dtype)).sum(-1)  # [B, C, W]
+    return log_mean_exp_words(per_word, word_mask)
+
+
+def log_mean_exp_words(word_scores: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+    """[B, C, W] word log-probabilities -> [B, C]: log of the mean probability of each class's real words.
+
+    PET's MultiMask helper uses one word per label; for several, the label is read as a uniform
+    mixture of its words (a smooth max that equals the word's score when there is one word).
+    """
+    masked = word_scores.masked_fill(~word_mask.bool(), float("-inf"))
+    return torch.logsumexp(masked, dim=-1) - torch.log(word_mask.sum(-1).to(word_scores.dtype))
+
+
+def fill_most_probable(token_log_probs: torch.Tensor, filled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of PET's decoding order: (mask index [R], its log-probability [R]) of each row.
+
+    token_log_probs: [R, n] log p(target token i) at mask i, now; filled: [R, n] masks already
+    filled. The open mask whose target is most probable is chosen, the first one on ties, as
+    ``_get_choice_probabilities_batched``'s strict ``m_prob > highest_prob`` (timoschick/pet).
+    """
+    candidates = token_log_probs.masked_fill(filled, float("-inf"))
+    choice = candidates.argmax(-1)
+    return choice, candidates.gather(-1, choice[:, None])[:, 0]
 
 
 def mixed_loss(ce: torch.Tensor, mlm: torch.Tensor, mlm_weight: float) -> torch.Tensor:

@@ -177,3 +177,17 @@ def load_classifier(name: str, labels: list[str], device: torch.device, trust_re
 def first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+def save_model(model, folder: Path) -> None:
+    """``save_pretrained`` on whatever rank trained the model.
+
+    With torch.distributed initialised, transformers writes only on rank 0, since it assumes the ranks
+    hold one shared (replicated or sharded) model. pet's ranks train whole teachers of their own, so each
+    must save its own; the override is this one model's, for this one call.
+    """
+    model.should_save_on_this_rank = lambda is_main_process: is_main_process
+    try:
+        model.save_pretrained(folder)
+    finally:
+        del model.should_save_on_this_rank

@@ -1,4 +1,4 @@
-"""Class scores of a masked-LM teacher: MLM logits at the mask, averaged over each label's words.
+"""Class scores of a masked-LM teacher: MLM logits (or log-probabilities) at the mask, per label.
 
 Only the mask position needs vocabulary logits, so the encoder runs alone and the MLM head is
 applied to the mask's hidden state: this skips a [batch, length, vocab] matmul that costs as much as
@@ -13,15 +13,34 @@ pair; when the tokenizer marks a pair's second part with token type 1 and the mo
 separator get no token_type_ids at all, exactly as before pairs existed.
 
 Multi-token label words (``teachers.multi_token: true``, only when some word is several tokens in
-its context): the pattern's mask becomes M consecutive masks, M = the longest label word in tokens.
-A word t_1..t_n (n <= M) scores the mean per-token log-probability
-``(1/n) * sum_i log softmax(logits at mask i)[t_i]``, all from one forward pass over the pattern with
-M masks (masks after the word's last token are ignored); a label scores the mean over its words.
-This is the parallel form of PET's multi-mask scoring: it is exact (no token is dropped or
-approximated by its first piece), batched (one forward pass per batch, whatever the number of
-labels), and the same function is used for training (cross-entropy over the class scores) and
-inference, so teachers are trained on exactly what they are later scored with. Single-token
-verbalizers keep the fast path (raw logits at one mask).
+its context): the encoder gives the pattern M consecutive masks, M = the longest label word in
+tokens, so truncation is decided once for every word. ``teachers.multi_token_rule`` says how a word
+t_1..t_n (n <= M) is scored; neither rule drops a token or stands a word in by its first piece.
+
+- "mean" (the default): the mean per-token log-probability ``(1/n) * sum_i log_softmax(logits at
+  mask i)[t_i]``, all from one forward pass over the M-mask sequence (a shorter word's masks after
+  its n-th stay in the input, unscored); a label scores the mean over its words. One pass per batch
+  whatever the number of labels, and the same function trains (cross-entropy over the class scores)
+  and scores. It is a length-normalised approximation, not PET's rule: a word of n < M tokens is
+  read in a context of M masks, and its tokens are predicted independently of each other.
+- "pet": PET's MultiMaskTaskHelper (timoschick/pet, pet/task_helpers.py). At inference
+  (:meth:`MaskedLMScorer.score`: accuracies, stage B, pet evaluate), as ``eval_step``: each word is
+  scored on the sequence with exactly its own n masks (the M - n last ones deleted, as PET's
+  ``trim_input_ids``; the sequence only gets shorter, so it still fits), decoded in PET's default
+  order (``_get_choice_probabilities_batched``): at each step the open mask whose target token is the
+  most probable is filled with that token and the model runs again; the word scores the SUM of the
+  log-probabilities its tokens had when they were filled. That is n forward passes per word (the
+  first one shared by the words of one length). In training (:meth:`MaskedLMScorer.class_scores`,
+  :meth:`~MaskedLMScorer.scores_from_mask_logits`, used by pet/core/mlm.py), as ``train_step``: one
+  forward pass with all M masks, a word scoring the SUM of its tokens' log-probabilities at its
+  first n masks. PET trains with a hinge loss over those sums, ``max(0, 1 + NLL(gold) - NLL(wrong))``
+  per wrong candidate; here the loss stays the cross-entropy over class scores that every pet
+  teacher trains with (the single-token PET objective), and the auxiliary MLM loss is mixed in as
+  for single-token teachers (PET's MultiMask helper leaves it out). PET verbalizes a label with one
+  word (``verbalize(label)[0]``); a label of several words here scores the log of the mean of its
+  words' probabilities (log-mean-exp), which is that word's score when there is one.
+
+Single-token verbalizers keep the fast path (raw logits at one mask) under either rule.
 """
 
 from __future__ import annotations
@@ -82,6 +101,8 @@ PROJECTIONS: dict[str, Callable[[torch.nn.Module], Projection]] = {
     "DebertaV2ForMaskedLM": _deberta,
     "ModernBertForMaskedLM": _modernbert,
 }
+
+DECODE_ROWS = 256  # rows per forward pass of the "pet" rule's decoding (bounds the [rows, n, V] logits)
 
 _warned: set[str] = set()  # architectures already warned about (once per process each)
 
@@ -166,6 +187,9 @@ class MaskedLMScorer:
         self.word_mask = verbalizer.mask.to(device)
         self.token_mask = None if verbalizer.token_mask is None else verbalizer.token_mask.to(device)
         self.num_masks = verbalizer.num_masks
+        # single-token words keep the fast path (raw logits) whatever the rule says
+        self.rule = verbalizer.rule if self.token_mask is not None else "mean"
+        self.groups = length_groups(self.word_ids, self.token_mask, self.word_mask) if self.rule == "pet" else []
         self.head = mask_only_projection(model, (mask_token_id,))
         types = getattr(model.config, "type_vocab_size", 0) or 0
         self.separator_id = separator_id if types >= 2 else None
@@ -212,13 +236,15 @@ class MaskedLMScorer:
         """Vocabulary logits at (rows, positions) only: [*rows.shape, V]."""
         return self.logits_at(input_ids, attention_mask, (rows, positions))[0]
 
-    def mask_positions(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(rows, positions) of each row's mask slot: [B] each, or [B, 1] and [B, M] for M masks."""
+    def mask_positions(self, input_ids: torch.Tensor, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, positions) of each row's mask slot: [B] each, or [B, 1] and [B, M] for M masks
+        (``count``: a slot of that many masks instead of the scorer's own M)."""
+        count = self.num_masks if count is None else count
         first = (input_ids == self.mask_token_id).int().argmax(-1)
         rows = torch.arange(input_ids.size(0), device=input_ids.device)
         if self.num_masks == 1:
             return rows, first
-        offsets = torch.arange(self.num_masks, device=input_ids.device)
+        offsets = torch.arange(count, device=input_ids.device)
         return rows[:, None], first[:, None] + offsets
 
     def mask_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -229,11 +255,63 @@ class MaskedLMScorer:
         return self.scores_from_mask_logits(self.mask_logits(input_ids, attention_mask))
 
     def scores_from_mask_logits(self, mask_logits: torch.Tensor) -> torch.Tensor:
-        """[B, C] class scores from the vocabulary logits at the mask slot(s)."""
+        """[B, C] class scores from the vocabulary logits at the mask slot(s): the training form, one
+        pass with M masks (for the "pet" rule, PET's train_step; its inference form is :meth:`score`)."""
         logits = mask_logits.float()
         if self.token_mask is None:
             return maths.class_scores(logits, self.word_ids, self.word_mask)
+        if self.rule == "pet":
+            return maths.pet_multi_token_class_scores(logits, self.word_ids, self.token_mask, self.word_mask)
         return maths.multi_token_class_scores(logits, self.word_ids, self.token_mask, self.word_mask)
+
+    def slot_log_probs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, count: int) -> torch.Tensor:
+        """[B, count, V] log-probabilities (log_softmax) at the first ``count`` masks of each row."""
+        logits = self.hidden_to_logits(input_ids, attention_mask, *self.mask_positions(input_ids, count))
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def pet_decode_scores(self, sequences: Sequence[Sequence[int]]) -> torch.Tensor:
+        """[B, C] the "pet" rule at inference for one batch of M-mask sequences (module docstring):
+        each word on its own n-mask sequence, decoded in PET's order, labels by log-mean-exp."""
+        word_scores = torch.full((len(sequences), *self.word_mask.shape), float("-inf"), device=self.device)
+        for n, classes, words, targets in self.groups:
+            shortened = [drop_masks(s, self.mask_token_id, self.num_masks, n) for s in sequences]
+            word_scores[:, classes, words] = self.decode(*self.batch(shortened), targets)
+        return maths.log_mean_exp_words(word_scores, self.word_mask)
+
+    def decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """[B, K] summed log-probabilities of K words of n tokens (``targets`` [K, n]) on rows holding n
+        masks. Nothing is filled before the first step, so its pass is shared by all K words, as PET's
+        ``initial_outputs``; every later step is one pass over B x K rows, in chunks of DECODE_ROWS."""
+        n = targets.size(1)
+        positions = self.mask_positions(input_ids, n)[1]  # [B, n], read before any mask is filled
+        first = self.slot_log_probs(input_ids, attention_mask, n)[:, torch.arange(n, device=targets.device), targets]  # [B, K, n]
+        if n == 1:
+            return first[..., 0]
+        chunk = max(1, DECODE_ROWS // input_ids.size(0))
+        return torch.cat([self.decode_rows(input_ids, attention_mask, positions, first[:, k : k + chunk], targets[k : k + chunk])
+                          for k in range(0, targets.size(0), chunk)], dim=1)
+
+    def decode_rows(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
+                    first: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """[B, k]: PET's decoding (``_get_choice_probabilities_batched``, default strategy) of k words
+        on B rows, from the first step's [B, k, n] token log-probabilities; n - 1 more passes."""
+        batch, k, n = first.shape
+        ids = input_ids.repeat_interleave(k, 0)  # row b * k + j: example b, word j
+        attention, slots = attention_mask.repeat_interleave(k, 0), positions.repeat_interleave(k, 0)
+        goal = targets.repeat(batch, 1)  # [R, n]
+        rows = torch.arange(ids.size(0), device=ids.device)
+        token_log_probs, filled = first.reshape(-1, n), torch.zeros_like(goal, dtype=torch.bool)
+        total = torch.zeros(ids.size(0), device=ids.device)
+        for step in range(n):
+            if step:
+                # masks are filled where they were: positions stay those read from the n-mask rows
+                logits = self.hidden_to_logits(ids, attention, rows[:, None], slots)
+                token_log_probs = torch.log_softmax(logits.float(), dim=-1).gather(-1, goal[..., None])[..., 0]
+            choice, log_prob = maths.fill_most_probable(token_log_probs, filled)
+            total = total + log_prob
+            filled[rows, choice] = True
+            ids[rows, slots[rows, choice]] = goal[rows, choice]
+        return total.view(batch, k)
 
     def batch(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         input_ids, attention = pad(sequences, self.pad_token_id)
@@ -249,21 +327,56 @@ class MaskedLMScorer:
         out = torch.empty(len(sequences), self.num_classes)
         for indices in length_sorted_batches([len(s) for s in sequences], batch_size):
             with autocast_ctx() if autocast_ctx else contextlib.nullcontext():
-                scores = self.class_scores(*self.batch([sequences[i] for i in indices]))
+                if self.rule == "pet":  # n forward passes per word of n tokens, not one per batch
+                    scores = self.pet_decode_scores([sequences[i] for i in indices])
+                else:
+                    scores = self.class_scores(*self.batch([sequences[i] for i in indices]))
             out[torch.as_tensor(indices)] = scores.float().cpu()
         self.model.train(was_training)
         return out
 
 
-def score_table(encoder: PatternEncoder, scorer: MaskedLMScorer, table, batch_size: int, autocast_ctx, label: str) -> torch.Tensor:
-    """[N, C] class scores of one teacher over a whole data table (pet.io.data.Table), read in chunks."""
+def drop_masks(sequence: Sequence[int], mask_id: int, num_masks: int, keep: int) -> list[int]:
+    """``sequence`` with its slot of ``num_masks`` consecutive masks cut to the first ``keep``, as PET's
+    ``trim_input_ids`` (timoschick/pet, pet/utils.py) keeps a word's n masks. Only shorter, so it still fits."""
+    start = list(sequence).index(mask_id)
+    return list(sequence[: start + keep]) + list(sequence[start + num_masks :])
+
+
+def length_groups(word_ids: torch.Tensor, token_mask: torch.Tensor, word_mask: torch.Tensor
+                  ) -> list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(n, classes [K], words [K], token ids [K, n]) of the real words of each length n: PET groups
+    its candidates by length the same way, one n-mask sequence per group."""
+    lengths = token_mask.sum(-1)  # [C, W]
+    groups = []
+    for n in sorted(set(lengths[word_mask].tolist())):
+        classes, words = ((lengths == n) & word_mask).nonzero(as_tuple=True)
+        groups.append((int(n), classes, words, word_ids[classes, words, :n]))
+    return groups
+
+
+def encoded_chunks(encoder: PatternEncoder, table, select=None) -> Iterable[tuple[int, list[list[int]]]]:
+    """(rows, token ids) of each chunk of a data table (pet.io.data.Table), errors naming the file;
+    ``select`` keeps only the chunks whose index it accepts (one rank's share)."""
+    for chunk in table.chunks(select=select):
+        try:
+            yield len(chunk), encoder.encode(chunk)
+        except PetError as err:  # e.g. an example that cannot be shortened to fit: name the file
+            raise PetError(f"{table.path}: {err}") from None
+
+
+def check_table_fits(encoder: PatternEncoder, table) -> None:
+    """Every row of ``table`` can be encoded with this pattern and max_length (else a PetError naming the file)."""
+    for _ in encoded_chunks(encoder, table):
+        pass
+
+
+def score_table(encoder: PatternEncoder, scorer: MaskedLMScorer, table, batch_size: int, autocast_ctx, label: str,
+                select=None) -> torch.Tensor:
+    """[N, C] class scores of one teacher over a whole data table (or the chunks ``select`` keeps), read in chunks."""
     parts = []
     with progress(label, len(table)) as advance:
-        for chunk in table.chunks():
-            try:
-                sequences = encoder.encode(chunk)
-            except PetError as err:  # e.g. an example that cannot be shortened to fit: name the file
-                raise PetError(f"{table.path}: {err}") from None
+        for rows, sequences in encoded_chunks(encoder, table, select):
             parts.append(scorer.score(sequences, batch_size, autocast_ctx))
-            advance(len(chunk))
+            advance(rows)
     return torch.cat(parts) if parts else torch.empty(0, scorer.num_classes)

@@ -173,3 +173,54 @@ def base_manifest(stage: str, config: dict[str, Any], inputs: dict[str, str]) ->
         "config": config,
         "inputs": inputs,
     }
+
+
+def fingerprint_of(reads: dict[str, Any]) -> str:
+    """A short hash of everything a stage (or a teacher) reads: settings, definitions, input hashes."""
+    return hashlib.sha256(json.dumps(reads, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def describe_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    """What differs between two ``reads`` records, for a one-line message: 'teachers.steps 3 -> 4, data.train changed'."""
+    if not isinstance(old, dict):
+        return "its settings were not recorded by this version of pet"
+    changes = []
+    for key in sorted(set(old) | set(new), key=lambda k: (k.startswith("inputs."), k)):
+        if old.get(key) == new.get(key):
+            continue
+        if key.startswith("inputs."):
+            changes.append(f"{key[len('inputs.'):]} {'content changed' if old.get(key) and new.get(key) else 'added or removed'}")
+        else:
+            changes.append(f"{key} {_short(old.get(key))} -> {_short(new.get(key))}")
+    if not changes:
+        return "the same settings, recorded differently"
+    more = f", and {len(changes) - 3} more" if len(changes) > 3 else ""
+    return ", ".join(changes[:3]) + more
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def reuse_or_refuse(output: Path, stage: str, reads: dict[str, Any], overwrite: bool, refusal: str) -> tuple[str, dict[str, Any] | None]:
+    """(fingerprint, the finished manifest if it was made from exactly these reads).
+
+    Results of other settings or data are never returned as if they were new: the stage stops with
+    ``refusal`` and the changed keys, or with ``overwrite`` the old manifest is removed first (so the
+    folder reads as unfinished until the stage writes a new one) and the stage recomputes.
+    """
+    stamp = fingerprint_of(reads)
+    existing = prepare_output(output, stage)
+    if existing is None or existing.get("fingerprint") == stamp:
+        return stamp, existing
+    changes = describe_changes(existing.get("reads"), reads)
+    if not overwrite:
+        raise PetError(f"{output}: {refusal} ({changes}); rerun with --overwrite to recompute it, or choose another output folder")
+    log.info("%s: %s; recomputing (--overwrite)", output, changes)
+    (output / MANIFEST).unlink(missing_ok=True)  # several ranks may get here
+    return stamp, None
+
+
+def file_hash(path: Path | None) -> str | None:
+    return None if path is None else sha256_file(path)

@@ -53,6 +53,7 @@ class TeachersConfig(Strict):
     # Label words of several tokens: the mask becomes as many masks as the longest word (pet/core/scoring.py).
     # Off by default so that a word that is unexpectedly several tokens is an error, not a silent change.
     multi_token: bool = False
+    multi_token_rule: Literal["mean", "pet"] = "mean"  # how multi-token words score: see README "Multi-token label words"
 
 
 class IpetConfig(Strict):
@@ -237,9 +238,10 @@ def config_from_json(data: dict[str, Any], overrides: dict[str, Any] | None = No
 
 
 def stage_config(manifest: dict[str, Any], overrides: dict[str, Any] | None, allowed: tuple[str, ...], source: Path) -> RunConfig:
-    """The upstream config with overrides, which may only touch this stage's own sections."""
+    """The upstream config with overrides, which may only touch this stage's own sections (``labelling``)
+    or single keys it reads itself (``data.test``)."""
     for key in overrides or {}:
-        if key.split(".")[0] not in allowed:
-            sections = ", ".join(f"--{s}.*" for s in allowed)
-            raise PetError(f"--{key}: cannot be changed at this stage (it was fixed upstream); this stage accepts {sections}")
+        if key.split(".")[0] not in allowed and key not in allowed:
+            accepted = ", ".join(f"--{s}" if "." in s else f"--{s}.*" for s in allowed)
+            raise PetError(f"--{key}: cannot be changed at this stage (it was fixed upstream); this stage accepts {accepted}")
     return config_from_json(manifest["config"], overrides, str(source / "manifest.json"))

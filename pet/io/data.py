@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from pet.errors import PetError
 
@@ -120,7 +121,8 @@ def check_columns(dataset, path: Path, role: str, columns: list[str]) -> None:
 
 ID_BLOCK = 8_192  # ids read at a time for the duplicate check
 # Rows read (and then encoded and scored) at a time: memory holds one chunk's texts and token ids.
-CHUNK = 4_096
+# (PET_CHUNK_ROWS: tests of multi-process labelling use tiny chunks, so that a small file still spans ranks.)
+CHUNK = int(os.environ.get("PET_CHUNK_ROWS", "4096"))
 
 
 def _id_hash(value) -> int:
@@ -173,9 +175,12 @@ class Table:
         for start in range(0, len(column), ID_BLOCK):
             yield start, column.slice(start, ID_BLOCK).to_pylist()
 
-    def chunks(self, size: int | None = None) -> Iterator[Examples]:
+    def chunks(self, size: int | None = None, select: Callable[[int], bool] | None = None) -> Iterator[Examples]:
+        """The rows in chunks of ``size``; with ``select``, only the chunks whose index it accepts (a rank's share)."""
         size = size or CHUNK
-        for start in range(0, len(self.dataset), size):
+        for index, start in enumerate(range(0, len(self.dataset), size)):
+            if select is not None and not select(index):
+                continue
             stop = min(start + size, len(self.dataset))
             yield self._convert(self.dataset[start:stop], range(start, stop))
 

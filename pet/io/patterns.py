@@ -255,6 +255,12 @@ def checked_words(verbalizer_id: str, labels: tuple[str, ...], words: dict, wher
             raise PetError(f"{where}: label '{label}' has an empty word list")
         if any(not word for word in cleaned[label]):
             raise PetError(f"{where}: label '{label}' has an empty word")
+    owner: dict[str, str] = {}
+    for label in labels:
+        for word in cleaned[label]:
+            if owner.get(word, label) != label:  # both labels would get the same score from this word
+                raise PetError(f"{where}: word '{word}' is given for both '{owner[word]}' and '{label}'; a word can stand for one label only")
+            owner[word] = label
     return labels, cleaned
 
 

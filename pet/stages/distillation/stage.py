@@ -7,8 +7,6 @@ a standard ``save_pretrained`` folder with id2label/label2id, loadable without p
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,37 +17,52 @@ import torch.nn.functional as F
 
 from pet.core import maths
 from pet.core.calibration import DEFINITIONS, prediction_metrics
+from pet.core.distributed import Ranks, current_ranks, rank_device
 from pet.core.progress import info
 from pet.core.training import EpochSampler, OptimSettings, train
 from pet.errors import PetError
-from pet.io.artifacts import MANIFEST, base_manifest, check_inputs, prepare_output, read_manifest, write_json_atomic
+from pet.io.artifacts import MANIFEST, base_manifest, check_inputs, file_hash, read_manifest, reuse_or_refuse, write_json_atomic
 from pet.io.config import RunConfig, stage_config
 from pet.io.data import open_table
 from pet.stages.distillation.student import Student, save_student
 from pet.stages.labelling.soft_labels import read_soft_labels
 
 
-def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Stage C: train the student under ``output``; returns the manifest."""
+STAGE_KEYS = ("distillation", "runtime", "data.test")  # what `pet distill` may change
+
+
+def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = None, *, overwrite: bool = False) -> dict[str, Any]:
+    """Stage C: train the student under ``output``; returns the manifest.
+
+    A finished folder made from the same soft labels, settings and data is returned as it is; one
+    made from others is refused, or retrained with ``overwrite``.
+    """
     from pet.core.modeling import check_classifier_labels
 
     manifest = read_manifest(labels_dir, "labels")
-    config = stage_config(manifest, overrides, ("distillation", "runtime"), labels_dir)
+    config = stage_config(manifest, overrides, STAGE_KEYS, labels_dir)
     check_gold_set(config, manifest, labels_dir)
-    stamp = hashlib.sha256(json.dumps([manifest["fingerprint"], config.distillation.model_dump(mode="json")]).encode()).hexdigest()[:16]
-    existing = prepare_output(output, "student")
+    reads = stage_reads(config, manifest)
+    stamp, existing = reuse_or_refuse(output, "student", reads, overwrite, "holds a student from other soft labels or settings")
+    ranks = current_ranks()
+    ranks.barrier()  # every rank has decided before any rank writes
     if existing is not None:
-        if existing.get("fingerprint") == stamp:
-            info(f"{output}: student already trained")
-            return existing
-        raise PetError(f"{output}: holds a student from other soft labels or settings; choose another output folder")
+        info(f"{output}: student already trained")
+        return existing
     labels = list(manifest["labels"])
     check_classifier_labels(config.distillation.model or config.model, labels, config.runtime.trust_remote_code)
+    if ranks.world > 1 and config.distillation.gold_weight > 0:
+        raise PetError("distillation.gold_weight > 0 is not supported with several processes yet (two forward passes per "
+                       "DDP step); run pet distill in one process, or set it to 0")
     data = DistillationData.read(labels_dir, manifest, config)
     started = time.perf_counter()
-    student = Student.create(config, labels)
-    losses = train_student(student, data, config, float(manifest["temperature"]))
+    student = Student.create(config, labels, rank_device(config.runtime.device, ranks))
+    losses = train_student(student, data, config, float(manifest["temperature"]), ranks)
+    if not ranks.main:
+        ranks.barrier()  # while rank 0 measures, saves and writes the manifest
+        return read_manifest(output, "student")
     result = student_manifest(labels_dir, manifest, config, stamp, losses)
+    result["reads"] = reads
     result["metrics"]["seconds"] = round(time.perf_counter() - started, 2)
     if config.data.test is not None:
         test = open_table(config, config.data.test, "test", tuple(labels), labelled=True).read_all()
@@ -57,6 +70,7 @@ def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = N
         info(f"student test accuracy {result['test']['accuracy']:.4f}, macro-F1 {result['test']['macro_f1']:.4f}")
     save_student(student.model, student.tokenizer, output)
     write_json_atomic(output / MANIFEST, result)
+    ranks.barrier()
     return result
 
 
@@ -66,6 +80,18 @@ def check_gold_set(config: RunConfig, manifest: dict[str, Any], labels_dir: Path
     if config.data.train is None:
         raise PetError("distillation.gold_weight > 0 needs a labelled set (data.train); set it to 0 for this run")
     check_inputs({str(config.data.train): manifest["inputs"][str(config.data.train)]}, labels_dir / MANIFEST)
+
+
+def stage_reads(config: RunConfig, labels: dict[str, Any]) -> dict[str, Any]:
+    """Everything stage C reads: the soft labels (by fingerprint), its settings, the gold and test sets."""
+    settings = config.distillation
+    reads: dict[str, Any] = {"labels": labels["fingerprint"], "model": settings.model or config.model,
+                             "runtime.trust_remote_code": config.runtime.trust_remote_code,
+                             "inputs.data.test": file_hash(config.data.test)}
+    reads.update({f"distillation.{key}": value for key, value in settings.model_dump(mode="json").items()})
+    if settings.gold_weight > 0:
+        reads["inputs.data.train"] = file_hash(config.data.train)
+    return reads
 
 
 @dataclass
@@ -89,19 +115,31 @@ class DistillationData:
         return cls(texts, torch.from_numpy(probs.copy()), gold_texts, gold_labels)
 
 
-def train_student(student: Student, data: DistillationData, config: RunConfig, temperature: float) -> list[float]:
+def train_student(student: Student, data: DistillationData, config: RunConfig, temperature: float,
+                  ranks: Ranks = Ranks()) -> list[float]:
+    """The student's training; with several ranks, DistributedDataParallel: each rank draws its own
+    batches and gradients are averaged, so one step sees batch_size x ranks soft labels."""
     settings = config.distillation
     info(f"student {student.name}: distilling {len(data.targets)} soft labels at T={temperature} ({student.device})")
     optim = OptimSettings(settings.steps, settings.learning_rate, settings.weight_decay, settings.warmup_steps, settings.max_grad_norm)
-    return train(student.model, step_loss_fn(student, data, config, temperature), optim, student.device,
-                 config.runtime.precision, "student")
+    step_loss = step_loss_fn(student, data, config, temperature, ranks.rank)
+    model = student.model
+    if ranks.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        student.model = DistributedDataParallel(model, device_ids=[student.device.index] if student.device.type == "cuda" else None)
+    try:
+        return train(student.model, step_loss, optim, student.device, config.runtime.precision, "student")
+    finally:
+        student.model = model
 
 
-def step_loss_fn(student: Student, data: DistillationData, config: RunConfig, temperature: float) -> Callable[[int], torch.Tensor]:
+def step_loss_fn(student: Student, data: DistillationData, config: RunConfig, temperature: float,
+                 rank: int = 0) -> Callable[[int], torch.Tensor]:
     settings = config.distillation
     sequences = student.encode(data.texts)
     gold_sequences = student.encode(data.gold_texts) if data.gold_texts is not None else []
-    generator = torch.Generator().manual_seed(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed + 7919 * rank)  # ranks draw different batches
     sampler = EpochSampler(len(sequences), settings.batch_size, generator)
     gold_sampler = EpochSampler(len(gold_sequences), settings.batch_size, generator) if gold_sequences else None
     device = student.device

@@ -64,13 +64,13 @@ class Student:
         self.autocast = autocast_factory(self.device, runtime.precision)
 
     @classmethod
-    def create(cls, config, labels: list[str]) -> "Student":
+    def create(cls, config, labels: list[str], device: str | None = None) -> "Student":
         """A new student from ``distillation.model`` (default: the teachers' model), with a fresh head."""
         from pet.core.modeling import load_classifier, load_tokenizer, pick_device
 
         settings, runtime = config.distillation, config.runtime
         name = settings.model or config.model
-        device = pick_device(runtime.device)
+        device = pick_device(device or runtime.device)
         tokenizer = load_tokenizer(name, runtime.trust_remote_code)
         torch.manual_seed(settings.seed)  # the new classification head and dropout
         model = load_classifier(name, labels, device, runtime.trust_remote_code)

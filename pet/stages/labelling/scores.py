@@ -13,11 +13,12 @@ from typing import Any
 
 import torch
 
+from pet.core.distributed import Ranks, current_ranks, gather_chunks, rank_device
 from pet.core.progress import info
 from pet.core.scoring import score_table
 from pet.errors import PetError
 from pet.io.config import RunConfig
-from pet.io.data import Table
+from pet.io.data import CHUNK, Table
 
 
 def check_teachers(teachers_dir: Path, entries: list[dict[str, Any]]) -> None:
@@ -59,36 +60,53 @@ def teacher_logits(teachers_dir: Path, manifest: dict[str, Any], config: RunConf
     """{table name: [K, N, C]} logits of every teacher, resuming from saved per-teacher results.
 
     A saved result is reused only if it was computed with the same ``stamp`` (teachers, labelling
-    settings, device and precision) and has one row per example; anything else is recomputed.
+    settings, device and precision) and has one row per example; anything else is recomputed. With
+    several ranks (torchrun), each scores every world-th chunk of the data with every teacher and
+    saves its share; rank 0 puts the shares back in file order (the others get ``{}``), so the result
+    is the one a single process computes (the batches inside a chunk are the same).
     """
     from pet.core.modeling import autocast_dtype, autocast_factory, pick_device
     from pet.stages.teachers.load import TeacherSource
 
-    device = pick_device(config.runtime.device)
-    stamp = f"{stamp}|{device.type}|{autocast_dtype(device, config.runtime.precision)}"
+    ranks = current_ranks()
+    device = pick_device(rank_device(config.runtime.device, ranks))
+    stamp = f"{stamp}|{device.type}|{autocast_dtype(device, config.runtime.precision)}|{ranks.world}"
     source = TeacherSource.of(teachers_dir, manifest, config.labelling.max_length, device, config.runtime.trust_remote_code)
     entries = manifest["teachers"]
-    results: dict[str, list[torch.Tensor]] = {name: [] for name in tables}
+    expected = {name: ranks.share(len(table), CHUNK) for name, table in tables.items()}
     for number, entry in enumerate(entries, start=1):
         what = f"teacher {number}/{len(entries)} {entry['name']}"
-        path = partial / f"{entry['name']}.safetensors"
-        scores = saved_scores(path, stamp, tables)
-        if scores is not None:
+        path = partial / f"{entry['name']}{ranks.suffix}.safetensors"
+        if saved_scores(path, stamp, expected) is not None:
             info(f"{what}: scores already computed")
-        else:
-            teacher = source.load(entry)
-            scores = {name: score_table(teacher.encoder, teacher.scorer, table, config.labelling.batch_size,
-                                        autocast_factory(device, config.runtime.precision), f"{what}: {name}")
-                      for name, table in tables.items()}
-            save_scores(path, stamp, scores)
-            del teacher
-        for name in tables:
-            results[name].append(scores[name])
-    return {name: torch.stack(parts) for name, parts in results.items()}
+            continue
+        teacher = source.load(entry)
+        save_scores(path, stamp, {name: score_table(teacher.encoder, teacher.scorer, table, config.labelling.batch_size,
+                                                    autocast_factory(device, config.runtime.precision), f"{what}: {name}",
+                                                    select=ranks.owns_chunk)
+                                  for name, table in tables.items()})
+        del teacher
+    ranks.barrier()  # every rank's share is on disk
+    if not ranks.main:
+        return {}  # rank 0 puts the shares together and writes the artifact
+    return {name: torch.stack([all_shares(partial, entry["name"], name, len(table), ranks) for entry in entries])
+            for name, table in tables.items()}
 
 
-def saved_scores(path: Path, stamp: str, tables: dict[str, Table]) -> dict[str, torch.Tensor] | None:
-    """A teacher's saved scores, if computed with this ``stamp`` and one row per example of every table."""
+def all_shares(partial: Path, teacher: str, table: str, rows: int, ranks: Ranks) -> torch.Tensor:
+    """One teacher's [N, C] scores on one table, from every rank's saved share."""
+    from safetensors import safe_open
+
+    parts = []
+    for rank in range(ranks.world):
+        path = partial / f"{teacher}{Ranks(rank, ranks.world).suffix}.safetensors"
+        with safe_open(str(path), "pt") as handle:
+            parts.append(handle.get_tensor(table))
+    return parts[0] if ranks.world == 1 else gather_chunks(parts, rows, CHUNK)
+
+
+def saved_scores(path: Path, stamp: str, expected: dict[str, int]) -> dict[str, torch.Tensor] | None:
+    """A teacher's saved scores, if computed with this ``stamp`` and with the ``expected`` rows of every table."""
     from safetensors import safe_open
 
     if not path.exists():
@@ -100,7 +118,7 @@ def saved_scores(path: Path, stamp: str, tables: dict[str, Table]) -> dict[str, 
             saved = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception:
         return None
-    if set(saved) == set(tables) and all(saved[name].size(0) == len(tables[name]) for name in tables):
+    if set(saved) == set(expected) and all(saved[name].size(0) == rows for name, rows in expected.items()):
         return saved
     return None
 

@@ -7,8 +7,6 @@ artifact format in soft_labels.py, the ensemble weighting in pet/core/ensemble.p
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,10 +15,13 @@ import torch
 
 from pet.core.calibration import DEFINITIONS, at_temperature, calibration_metrics, prediction_metrics
 from pet.core.ensemble import EnsembleWeights, ensemble_weights, entry_weights
+from pet.core.distributed import current_ranks
 from pet.core.metrics import classification_metrics
 from pet.core.progress import info
+from pet.core.scoring import check_table_fits
 from pet.errors import PetError
-from pet.io.artifacts import MANIFEST, base_manifest, check_inputs, prepare_output, read_manifest, write_json_atomic
+from pet.io.artifacts import (MANIFEST, base_manifest, check_inputs, file_hash, read_json, read_manifest,
+                              reuse_or_refuse, write_json_atomic)
 from pet.io.config import RunConfig, stage_config
 from pet.io.data import Table, open_table
 from pet.stages.labelling.scores import check_teachers, teacher_logits
@@ -29,31 +30,48 @@ from pet.stages.labelling.soft_labels import SOFT_LABELS, write_soft_labels
 PARTIAL = ".partial"
 
 
-def label(teachers_dir: Path, output: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Stage B: write soft labels for the unlabeled set under ``output``; returns the manifest."""
+STAGE_KEYS = ("labelling", "runtime", "data.unlabeled", "data.test")  # what `pet label` may change
+
+
+def label(teachers_dir: Path, output: Path, overrides: dict[str, Any] | None = None, *, overwrite: bool = False) -> dict[str, Any]:
+    """Stage B: write soft labels for the unlabeled set under ``output``; returns the manifest.
+
+    ``overrides`` may change the labelling and runtime settings and name another unlabeled or test
+    file (``data.unlabeled``, ``data.test``): existing teachers label any data. A finished folder
+    made from the same teachers, settings and data is returned as it is; one made from others is
+    refused, or recomputed with ``overwrite``.
+    """
     manifest = read_manifest(teachers_dir, "teachers")
-    config = stage_config(manifest, overrides, ("labelling", "runtime"), teachers_dir)
-    reads = [config.data.unlabeled] + ([config.data.test] if config.data.test else [])
-    check_inputs({str(p): manifest["inputs"][str(p)] for p in reads}, teachers_dir / MANIFEST)
-    stamp = hashlib.sha256(json.dumps([manifest["fingerprint"], config.labelling.model_dump(mode="json")]).encode()).hexdigest()[:16]
-    existing = prepare_output(output, "labels")
+    config = stage_config(manifest, overrides, STAGE_KEYS, teachers_dir)
+    check_unlabeled_unchanged(config, manifest, teachers_dir)
+    reads = stage_reads(config, manifest)
+    stamp, existing = reuse_or_refuse(output, "labels", reads, overwrite, "holds soft labels from other teachers or settings")
+    current_ranks().barrier()  # every rank has decided before any rank writes
     if existing is not None:
-        if existing.get("fingerprint") == stamp:
-            info(f"{output}: soft labels already written")
-            return existing
-        raise PetError(f"{output}: holds soft labels from other teachers or settings; choose another output folder")
+        info(f"{output}: soft labels already written")
+        return existing
     tables = data_tables(config, manifest["labels"])
     check_teachers(teachers_dir, manifest["teachers"])
+    check_encodable(teachers_dir, manifest, config, tables)
     logits = teacher_logits(teachers_dir, manifest, config, tables, output / PARTIAL, stamp)
+    ranks = current_ranks()
+    if not ranks.main:
+        ranks.barrier()  # while rank 0 writes the soft labels and the manifest
+        return read_manifest(output, "labels")
     ensemble = ensemble_weights(entry_weights(manifest["teachers"]), config.labelling.ensemble)
     stats = write_soft_labels(output / SOFT_LABELS, tables["unlabeled"], logits["unlabeled"], ensemble,
                               config.labelling.temperature, manifest["labels"])
     result = labels_manifest(teachers_dir, manifest, config, stamp, ensemble, stats)
+    result["reads"] = reads
+    result["inputs"] = {**manifest["inputs"], str(config.data.unlabeled): reads["inputs.data.unlabeled"]}
+    if config.data.test is not None:
+        result["inputs"][str(config.data.test)] = reads["inputs.data.test"]
     if "test" in logits:
         result["test"] = test_set_metrics(tables["test"], logits["test"], ensemble, manifest, config.labelling.temperature)
         info(f"ensemble test accuracy {result['test']['ensemble']['accuracy']:.4f} on {result['test']['ensemble']['examples']} examples")
     write_json_atomic(output / MANIFEST, result)
     shutil.rmtree(output / PARTIAL, ignore_errors=True)
+    ranks.barrier()
     return result
 
 
@@ -101,3 +119,37 @@ def test_set_metrics(table: Table, logits: torch.Tensor, ensemble: EnsembleWeigh
         "teachers_calibration": {name: calibration_metrics(logits[k], gold) for k, name in enumerate(names)},
         "calibration_definitions": DEFINITIONS,
     }
+
+
+def stage_reads(config: RunConfig, teachers: dict[str, Any]) -> dict[str, Any]:
+    """Everything stage B reads: the teachers (by fingerprint), its settings, the data it scores."""
+    reads: dict[str, Any] = {"teachers": teachers["fingerprint"], "runtime.trust_remote_code": config.runtime.trust_remote_code,
+                             "inputs.data.unlabeled": file_hash(config.data.unlabeled), "inputs.data.test": file_hash(config.data.test)}
+    reads.update({f"labelling.{key}": value for key, value in config.labelling.model_dump(mode="json").items()})
+    return reads
+
+
+def check_unlabeled_unchanged(config: RunConfig, teachers: dict[str, Any], teachers_dir: Path) -> None:
+    """Teachers that read the unlabeled set (auxiliary MLM loss, iPET) must label the same content
+    under the same name: an edited file there means the teachers were trained on other data."""
+    recorded = teachers["inputs"].get(str(config.data.unlabeled))
+    read_by_teachers = config.teachers.mlm_weight > 0 or config.ipet.generations > 0
+    if recorded is not None and read_by_teachers:
+        check_inputs({str(config.data.unlabeled): recorded}, teachers_dir / MANIFEST)
+
+
+def check_encodable(teachers_dir: Path, teachers: dict[str, Any], config: RunConfig, tables: dict[str, Table]) -> None:
+    """Every row of every table fits every teacher's pattern at labelling.max_length: checked before
+    the first teacher scores, so a row that cannot be shortened fails in seconds, not after an hour."""
+    from pet.core.encoding import PatternEncoder
+    from pet.core.modeling import load_tokenizer
+    from pet.io.patterns import pattern_from_json
+
+    tokenizer = load_tokenizer(config.model, config.runtime.trust_remote_code)  # every teacher saved a copy of it
+    patterns = {p["id"]: pattern_from_json(p) for p in teachers["patterns"]}
+    needs = {(e["pattern"], int(read_json(teachers_dir / e["path"] / "teacher.json", "teacher record").get("num_masks", 1)))
+             for e in teachers["teachers"]}
+    for pattern_id, num_masks in sorted(needs):
+        encoder = PatternEncoder(patterns[pattern_id], tokenizer, config.labelling.max_length, num_masks)
+        for table in tables.values():
+            check_table_fits(encoder, table)

@@ -12,9 +12,11 @@ from typing import Any, Callable
 
 import torch
 
+from pet.core.distributed import Ranks
 from pet.core.encoding import PatternEncoder, VerbalizerTokens, verbalizer_tokens
 from pet.core.modeling import autocast_factory
 from pet.core.scoring import MaskedLMScorer
+from pet.io.artifacts import fingerprint_of
 from pet.io.config import RuntimeConfig, TeachersConfig
 from pet.io.data import Examples, Table
 from pet.io.patterns import Pattern, Verbalizer
@@ -31,10 +33,22 @@ class TeacherContext:
     stamp: str  # fingerprint of the stage's inputs and settings, recorded in every teacher
     labelled: Examples  # the original labelled set: every teacher's ensemble weight is measured on it
     unlabeled: Callable[[], Table]  # opened on first use (auxiliary MLM loss, iPET scoring)
+    reads: dict[str, Any] = field(default_factory=dict)  # what the stage reads (pet/stages/teachers/manifest.py)
+    overwrite: bool = False  # retrain a finished teacher whose fingerprint differs, instead of refusing
+    ranks: Ranks = field(default_factory=Ranks)  # several processes (torchrun): each trains its share of teachers
+
+    def fingerprint(self, spec: TeacherSpec) -> str:
+        """What this one teacher was trained from: the stage's reads without the lists of patterns,
+        verbalizers and seeds, plus its own. Adding a seed or a pattern keeps the teachers already
+        trained; an iPET generation >= 1 teacher depends on the whole previous generation."""
+        if spec.generation > 0:
+            return fingerprint_of({**self.reads, "generation": spec.generation, "teacher": spec.name})
+        own = {k: v for k, v in self.reads.items() if k not in ("patterns", "verbalizers", "teachers.seeds")}
+        return fingerprint_of({**own, "pattern": spec.pattern.to_json(), "verbalizer": spec.verbalizer.to_json(), "seed": spec.seed})
 
     def tokens(self, pattern: Pattern, verbalizer: Verbalizer) -> VerbalizerTokens:
         encoder = PatternEncoder(pattern, self.tokenizer, self.settings.max_length)
-        return verbalizer_tokens(verbalizer, encoder, self.model, multi_token=self.settings.multi_token)
+        return verbalizer_tokens(verbalizer, encoder, self.model, multi_token=self.settings.multi_token, rule=self.settings.multi_token_rule)
 
     def encoder(self, pattern: Pattern, num_masks: int = 1) -> PatternEncoder:
         return PatternEncoder(pattern, self.tokenizer, self.settings.max_length, num_masks)

@@ -17,14 +17,18 @@ from pet.stages.teachers.teacher import TEACHER_FILE, train_teacher, zero_shot_t
 
 
 def run_generation(jobs: list[TeacherJob], ctx: TeacherContext, output: Path) -> list[dict[str, Any]]:
-    """The manifest entries of every job's teacher, training the ones that are missing."""
-    entries = []
+    """The manifest entries of every job's teacher, training the ones that are missing.
+
+    With several ranks (torchrun), each trains every world-th teacher, then all read every record.
+    """
     for number, job in enumerate(jobs, start=1):
-        record = finished_record(job, ctx, output, f"teacher {number}/{len(jobs)} {job.path}")
-        if record is None:
-            record = run_job(job, ctx, output, f"teacher {number}/{len(jobs)} {job.path}")
-        entries.append(manifest_entry(job, record))
-    return entries
+        if ctx.ranks.owner(number - 1) != ctx.ranks.rank:
+            continue
+        what = f"teacher {number}/{len(jobs)} {job.path}"
+        if finished_record(job, ctx, output, what) is None:
+            run_job(job, ctx, output, what)
+    ctx.ranks.barrier()
+    return [manifest_entry(job, read_json(output / job.path / TEACHER_FILE, "teacher record")) for job in jobs]
 
 
 def finished_record(job: TeacherJob, ctx: TeacherContext, output: Path, what: str) -> dict[str, Any] | None:
@@ -32,8 +36,12 @@ def finished_record(job: TeacherJob, ctx: TeacherContext, output: Path, what: st
     if not (folder / TEACHER_FILE).exists():
         return None
     record = read_json(folder / TEACHER_FILE, "teacher record")
-    if record.get("fingerprint") != ctx.stamp:
-        raise PetError(f"{folder}: teacher was trained with a different config or data; choose another output folder")
+    if record.get("fingerprint") != ctx.fingerprint(job.spec):
+        if ctx.overwrite:
+            info(f"{what}: trained with other settings or data; retraining (--overwrite)")
+            return None
+        raise PetError(f"{folder}: teacher was trained with a different config or data; rerun with --overwrite "
+                       f"to retrain it, or choose another output folder")
     info(f"{what}: already {'set up' if job.spec.seed is None else 'trained'}, skipped")
     return record
 

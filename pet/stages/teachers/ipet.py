@@ -220,7 +220,7 @@ def train_ipet(task: Task, ctx: TeacherContext, output: Path) -> dict[str, Any]:
             entry["training_set"] = f"g{generation}/{TRAIN_SETS}/{entry['name']}.jsonl"
         generations.append({"generation": generation, "training_examples": size, "teachers": entries})
         previous = entries
-    manifest = teachers_manifest(task, ctx.stamp, previous)
+    manifest = teachers_manifest(task, ctx, previous)
     manifest["zero_shot"] = zero_shot
     manifest["ipet"] = {"settings": settings.model_dump(mode="json"), "final_generation": settings.generations,
                         "generations": generations}
@@ -238,9 +238,9 @@ def generation_jobs(task: Task, ctx: TeacherContext, output: Path, generation: i
     pending = [s for s in specs if not (output / f"{prefix}{s.name}" / TEACHER_FILE).exists()]
     logits = load_unlabeled_logits(output, previous) if pending else None
     jobs = []
-    for spec in specs:
+    for index, spec in enumerate(specs):
         examples, extra = task.train, {}
-        if spec in pending:
+        if spec in pending and ctx.ranks.owner(index) == ctx.ranks.rank:  # the rank that trains it builds its set
             zero_shot_start = task.config.teachers.zero_shot and generation == 1
             examples, record, rows = build_training_set(task, spec, previous, logits, zero_shot_start)
             relative = f"{prefix}{TRAIN_SETS}/{spec.name}.jsonl"

@@ -58,7 +58,8 @@ class TeacherSource:
         except PetError as err:
             raise PetError(f"{folder}: teacher '{entry['name']}' cannot be loaded ({err}); delete it and rerun pet train-teachers") from None
         verbalizer = self.verbalizers[entry["verbalizer"]]
-        tokens = VerbalizerTokens.from_json(record["verbalizer_token_ids"], tuple(tuple(verbalizer.words[l]) for l in verbalizer.labels))
+        tokens = VerbalizerTokens.from_json(record["verbalizer_token_ids"], tuple(tuple(verbalizer.words[l]) for l in verbalizer.labels),
+                                           record.get("multi_token_rule", "mean"))  # older records: "mean"
         encoder = PatternEncoder(self.patterns[entry["pattern"]], tokenizer, self.max_length, tokens.num_masks)
         model.eval()
         weight = entry.get("weight")

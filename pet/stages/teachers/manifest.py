@@ -2,26 +2,44 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
-from pet.io.artifacts import base_manifest
+from pet.io.artifacts import base_manifest, file_hash
 from pet.io.config import RunConfig
+from pet.stages.teachers.context import TeacherContext
 from pet.stages.teachers.task import Task
 
 
-def fingerprint(config: RunConfig, inputs: dict[str, str]) -> str:
-    """Identifies what a teacher was trained from, so a rerun never mixes teachers of two configs."""
-    relevant = {"model": config.model, "data": config.data.model_dump(mode="json"), "teachers": config.teachers.model_dump(mode="json"),
-                "ipet": config.ipet.model_dump(mode="json"), "inputs": inputs}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+def stage_reads(config: RunConfig, task: Task) -> dict[str, Any]:
+    """Everything stage A reads, so that a rerun can tell exactly what changed.
+
+    Not the test set (no teacher reads it), nor the labelling or distillation settings; the
+    unlabeled set only when the auxiliary MLM loss or iPET reads it. Patterns and verbalizers by
+    their definitions, not their files' hashes: an edit to a pattern the run does not use changes nothing.
+    """
+    reads: dict[str, Any] = {
+        "model": config.model,
+        "runtime.trust_remote_code": config.runtime.trust_remote_code,
+        "data.fields": config.data.fields, "data.id_column": config.data.id_column, "data.label_column": config.data.label_column,
+        "inputs.data.train": file_hash(config.data.train),
+        "patterns": [p.to_json() for p in task.patterns],
+        "verbalizers": [v.to_json() for v in task.verbalizers],
+    }
+    reads.update({f"teachers.{key}": value for key, value in config.teachers.model_dump(mode="json").items()})
+    ipet = config.ipet.generations > 0
+    if config.teachers.mlm_weight > 0 or ipet:
+        reads["inputs.data.unlabeled"] = file_hash(config.data.unlabeled)
+    if ipet:
+        reads.update({f"ipet.{key}": value for key, value in config.ipet.model_dump(mode="json").items()})
+        reads["labelling.ensemble"] = config.labelling.ensemble  # iPET labels with it
+    return reads
 
 
-def teachers_manifest(task: Task, stamp: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+def teachers_manifest(task: Task, ctx: TeacherContext, entries: list[dict[str, Any]]) -> dict[str, Any]:
     manifest = base_manifest("teachers", task.config.to_json(), task.inputs)
     manifest.update({
-        "fingerprint": stamp,
+        "fingerprint": ctx.stamp,
+        "reads": ctx.reads,
         "labels": list(task.labels),
         "patterns": [p.to_json() for p in task.patterns],
         "verbalizers": [v.to_json() for v in task.verbalizers],

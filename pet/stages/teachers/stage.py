@@ -10,32 +10,39 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pet.core.distributed import current_ranks, rank_device
 from pet.core.progress import info
-from pet.errors import PetError
-from pet.io.artifacts import MANIFEST, prepare_output, write_json_atomic
+from pet.io.artifacts import MANIFEST, reuse_or_refuse, write_json_atomic
 from pet.io.config import RunConfig
 from pet.stages.teachers.generation import run_generation
 from pet.stages.teachers.ipet import train_ipet
-from pet.stages.teachers.manifest import fingerprint, teachers_manifest
+from pet.stages.teachers.manifest import stage_reads, teachers_manifest
 from pet.stages.teachers.task import Task, prepare_task
 
 
-def train_teachers(config: RunConfig, output: Path, *, task: Task | None = None) -> dict[str, Any]:
-    """Train every missing teacher under ``output`` and write the stage manifest last."""
+def train_teachers(config: RunConfig, output: Path, *, task: Task | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Train every missing teacher under ``output`` and write the stage manifest last.
+
+    A finished folder made from the same settings and data is returned as it is; one made from
+    others is refused, or with ``overwrite`` brought up to date: teachers whose own settings, data,
+    pattern, verbalizer and seed are unchanged are kept, the others retrained.
+    """
     from pet.core.modeling import pick_device
 
+    ranks = current_ranks()
     task = task or prepare_task(config)
-    stamp = fingerprint(config, task.inputs)
-    existing = prepare_output(output, "teachers")
+    reads = stage_reads(config, task)
+    stamp, existing = reuse_or_refuse(output, "teachers", reads, overwrite, "holds teachers trained with a different config or data")
+    ranks.barrier()  # every rank has decided before any rank writes
     if existing is not None:
-        if existing.get("fingerprint") == stamp:
-            info(f"{output}: all teachers already trained")
-            return existing
-        raise PetError(f"{output}: holds teachers trained with a different config or data; choose another output folder")
-    ctx = task.context(pick_device(config.runtime.device), stamp)
+        info(f"{output}: all teachers already trained")
+        return existing
+    ctx = task.context(pick_device(rank_device(config.runtime.device, ranks)), stamp, reads, overwrite, ranks)
     if config.ipet.generations > 0:
         manifest = train_ipet(task, ctx, output)
     else:
-        manifest = teachers_manifest(task, stamp, run_generation(task.jobs(ctx), ctx, output))
-    write_json_atomic(output / MANIFEST, manifest)
+        manifest = teachers_manifest(task, ctx, run_generation(task.jobs(ctx), ctx, output))
+    if ranks.main:
+        write_json_atomic(output / MANIFEST, manifest)
+    ranks.barrier()
     return manifest

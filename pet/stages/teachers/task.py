@@ -12,7 +12,9 @@ from typing import Any
 
 import torch
 
+from pet.core.distributed import Ranks
 from pet.core.encoding import PatternEncoder, VerbalizerTokens, verbalizer_tokens
+from pet.core.scoring import check_table_fits
 from pet.errors import PetError
 from pet.io.artifacts import sha256_file
 from pet.io.config import RunConfig
@@ -38,17 +40,18 @@ class Task:
 
     def verbalizer_tokens(self, pattern: Pattern, verbalizer: Verbalizer, max_length: int) -> VerbalizerTokens:
         return verbalizer_tokens(verbalizer, self.encoder(pattern, max_length), self.config.model,
-                                 multi_token=self.config.teachers.multi_token)
+                                 multi_token=self.config.teachers.multi_token, rule=self.config.teachers.multi_token_rule)
 
     def specs(self, generation: int = 0, zero_shot: bool | None = None) -> list[TeacherSpec]:
         """This run's teachers of one generation (zero-shot ones: no seeds)."""
         zero_shot = self.config.teachers.zero_shot if zero_shot is None else zero_shot
         return make_specs(self.patterns, self.verbalizers, None if zero_shot else self.config.teachers.seeds, generation)
 
-    def context(self, device: torch.device, stamp: str) -> TeacherContext:
+    def context(self, device: torch.device, stamp: str, reads: dict[str, Any] | None = None,
+                overwrite: bool = False, ranks: Ranks | None = None) -> TeacherContext:
         config = self.config
         return TeacherContext(config.model, self.tokenizer, config.teachers, config.runtime, device, stamp,
-                              self.train, self.unlabeled)
+                              self.train, self.unlabeled, reads or {}, overwrite, ranks or Ranks())
 
     def jobs(self, ctx: TeacherContext) -> list[TeacherJob]:
         """Plain PET (or zero-shot): every teacher trains on the labelled set."""
@@ -75,8 +78,14 @@ def check_pattern_fields(patterns: list[Pattern], config: RunConfig) -> None:
 
 
 def prepare_task(config: RunConfig, tokenizer=None) -> Task:
+    """Load and check everything the run will read, before anything is written or trained.
+
+    A typo in any stage's settings, a row of any file that cannot fit its pattern, or settings that
+    can only give an empty or useless result fail here in seconds, with one line.
+    """
     from pet.core.modeling import check_masked_lm, load_tokenizer
 
+    check_settings(config)
     patterns = load_patterns(config.patterns.file, config.patterns.ids)
     verbalizers = load_verbalizers(config.verbalizers.file, config.verbalizers.ids)
     labels = verbalizers[0].labels
@@ -86,27 +95,70 @@ def prepare_task(config: RunConfig, tokenizer=None) -> Task:
         raise PetError("distillation.gold_weight is above 0 but there are no labelled examples (zero-shot); set it to 0")
     if not config.teachers.zero_shot:
         check_label_coverage(train, labels, config.data.train, config.verbalizers.file)
-    for chunk in open_table(config, config.data.unlabeled, "unlabeled", None, labelled=False).chunks():
-        pass  # reading every chunk checks every row's text fields
-    if config.data.test is not None:
-        open_table(config, config.data.test, "test", labels, labelled=True).read_all()
+    open_table(config, config.data.unlabeled, "unlabeled", None, labelled=False)  # the file and its columns;
+    if config.data.test is not None:  # every row is read by check_every_row_fits below
+        open_table(config, config.data.test, "test", labels, labelled=True)
     tokenizer = tokenizer or load_tokenizer(config.model, config.runtime.trust_remote_code)
     if tokenizer.mask_token_id is None:
         raise PetError(f"tokenizer of '{config.model}' has no mask token; PET teachers need a masked language model")
     check_masked_lm(config.model, config.runtime.trust_remote_code)  # before any training, not after the first teacher
+    check_student_model(config, labels)  # stage C's model, hours before stage C
     task = Task(config, patterns, verbalizers, labels, tokenizer, train, input_hashes(config))
-    for pattern in patterns:
-        for verbalizer in verbalizers:
-            try:
-                tokens = task.verbalizer_tokens(pattern, verbalizer, config.teachers.max_length)
-            except PetError as err:  # name the file the user has to edit
-                raise PetError(f"{config.verbalizers.file}: {err}") from None
-            if len(train):
-                try:  # fails early if a pattern cannot fit max_length
-                    task.encoder(pattern, config.teachers.max_length, tokens.num_masks).encode(train)
+    check_every_row_fits(task)
+    return task
+
+
+def check_settings(config: RunConfig) -> None:
+    """Settings that are valid one by one but can only produce no teachers, or the same teacher twice."""
+    seeds = config.teachers.seeds
+    if not config.teachers.zero_shot and not seeds:
+        raise PetError("teachers.seeds is empty, so no teacher would be trained; give at least one seed, e.g. [1]")
+    repeated = next((seed for seed in seeds if seeds.count(seed) > 1), None)
+    if repeated is not None:
+        raise PetError(f"teachers.seeds lists {repeated} twice: the two teachers would be the same teacher; remove the repeat")
+
+
+def check_student_model(config: RunConfig, labels: tuple[str, ...]) -> None:
+    """distillation.model (when set) loads as a tokenizer and a config, and is not a classifier for other labels."""
+    from pet.core.modeling import check_classifier_labels, load_tokenizer
+
+    name = config.distillation.model
+    if name is None:
+        return  # the teachers' own model, already checked
+    try:
+        load_tokenizer(name, config.runtime.trust_remote_code)
+        check_classifier_labels(name, list(labels), config.runtime.trust_remote_code)
+    except PetError as err:
+        raise PetError(f"distillation.model: {err}") from None
+
+
+def check_every_row_fits(task: Task) -> None:
+    """Every labelled, unlabeled and test row fits every pattern at the max_length each stage uses it with."""
+    config = task.config
+    unlabeled_in_stage_a = config.teachers.mlm_weight > 0 or config.ipet.generations > 0
+    tables = [(config.data.unlabeled, task.unlabeled(), config.labelling.max_length)]
+    if unlabeled_in_stage_a:
+        tables.append((config.data.unlabeled, task.unlabeled(), config.teachers.max_length))
+    if config.data.test is not None:
+        tables.append((config.data.test, open_table(config, config.data.test, "test", task.labels, labelled=True),
+                       config.labelling.max_length))
+    for pattern in task.patterns:
+        for num_masks in sorted({pattern_masks(task, pattern, verbalizer) for verbalizer in task.verbalizers}):
+            if len(task.train):
+                try:
+                    task.encoder(pattern, config.teachers.max_length, num_masks).encode(task.train)
                 except PetError as err:
                     raise PetError(f"{config.data.train}: {err}") from None
-    return task
+            for _, table, max_length in tables:
+                check_table_fits(task.encoder(pattern, max_length, num_masks), table)
+
+
+def pattern_masks(task: Task, pattern: Pattern, verbalizer: Verbalizer) -> int:
+    """The number of mask slots this pattern gets with this verbalizer (checks the label words on the way)."""
+    try:
+        return task.verbalizer_tokens(pattern, verbalizer, task.config.teachers.max_length).num_masks
+    except PetError as err:  # name the file the user has to edit
+        raise PetError(f"{task.config.verbalizers.file}: {err}") from None
 
 
 def empty_examples(config: RunConfig) -> Examples:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 
 from pet.core.encoding import PatternEncoder, VerbalizerTokens, pad
+from pet.core.modeling import save_model
 from pet.core.scoring import MaskedLMScorer, score_table
 from pet.core.training import EpochSampler, OptimSettings, train
 from pet.errors import PetError
@@ -38,6 +39,7 @@ def base_record(spec: TeacherSpec, tokens: VerbalizerTokens, stamp: str) -> dict
         "verbalizer": spec.verbalizer.to_json(),
         "verbalizer_token_ids": tokens.to_json(),
         "num_masks": tokens.num_masks,
+        "multi_token_rule": tokens.rule,
         "seed": spec.seed,
         "derived_seed": spec.derived_seed,
         "generation": spec.generation,
@@ -68,7 +70,7 @@ def save_teacher(folder: Path, record: dict[str, Any], loaded: LoadedScorer | No
     """Write the teacher folder in one rename: weights (unless zero-shot), iPET scores, record last."""
     with atomic_dir(folder) as tmp:
         if weights:
-            loaded.model.save_pretrained(tmp)
+            save_model(loaded.model, tmp)
             ctx.tokenizer.save_pretrained(tmp)
         if job.score_unlabeled:
             save_unlabeled_logits(tmp, loaded, ctx)
@@ -90,7 +92,7 @@ def zero_shot_teacher(job: TeacherJob, ctx: TeacherContext, folder: Path) -> dic
     spec = job.spec
     loaded = LoadedScorer(spec, ctx) if len(ctx.labelled) or job.score_unlabeled else None
     weight = loaded.labelled_accuracy(ctx) if loaded is not None else None
-    record = base_record(spec, ctx.tokens(spec.pattern, spec.verbalizer), ctx.stamp)
+    record = base_record(spec, ctx.tokens(spec.pattern, spec.verbalizer), ctx.fingerprint(spec))
     record.update({
         "zero_shot": True,
         "base_model": ctx.model,
@@ -119,7 +121,7 @@ def train_teacher(job: TeacherJob, ctx: TeacherContext, folder: Path) -> dict[st
     label = f"teacher {spec.name}" + (f" (generation {spec.generation})" if spec.generation else "")
     losses = train(loaded.model, step_loss_fn(loaded, ctx, spec, examples), optim, ctx.device, ctx.runtime.precision, label)
     after = accuracy(ctx.score(loaded.scorer, loaded.encoder, examples), labels)
-    record = base_record(spec, loaded.tokens, ctx.stamp)
+    record = base_record(spec, loaded.tokens, ctx.fingerprint(spec))
     record.update({
         "weight": weight,
         "training_examples": len(examples),

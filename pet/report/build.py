@@ -1,0 +1,210 @@
+"""`pet report RUN`: RUN/report/index.html and its PNG figures, from a finished run folder.
+
+collect.py reads the run (and scores the test set), plots.py draws, page.py writes HTML; this
+module decides what goes where. The folder is written through a temporary sibling and renamed, so
+RUN/report is always one whole report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from html import escape
+
+import numpy as np
+
+from pet.errors import PetError
+from pet.io.artifacts import atomic_dir
+from pet.report.page import Formatted, document, image, key_values, notes, side_by_side, table
+from pet.report.plots import draw_confusion, draw_losses, draw_reliability, draw_soft_labels, draw_teacher_accuracy, share
+from pet.report.collect import RunData, collect
+
+REPORT = "report"
+INDEX = "index.html"
+MATPLOTLIB_MISSING = "pet report needs matplotlib: pip install 'pet-fewshot[report]'"
+
+
+@dataclass
+class Scored:
+    """One model on the test set: its name, logits and the temperature its probabilities use."""
+
+    name: str
+    logits: np.ndarray  # [N, C]
+    temperature: float = 1.0
+
+
+def require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401  (only checked here; plots.py imports what it draws with)
+    except ImportError:
+        raise PetError(MATPLOTLIB_MISSING) from None
+
+
+def write_report(run: Path) -> Path:
+    """Write RUN/report (index.html + PNGs) and return the path of index.html."""
+    require_matplotlib()
+    data = collect(run)
+    with atomic_dir(run / REPORT) as folder:
+        sections = [("Run", run_section(data)), ("Teachers", teachers_section(data, folder)),
+                    ("Soft labels", soft_labels_section(data, folder)), ("Test set", test_section(data, folder)),
+                    ("Training losses", losses_section(data, folder)), ("Notes", notes(data.notes + [MULTI_LABEL]))]
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        version = data.teachers.get("versions", {}).get("pet", "?")
+        html = document(f"PET run report: {run.name}", f"{run.resolve()} · written {stamp} · pet {version}", sections)
+        (folder / INDEX).write_text(html, encoding="utf-8")
+    return run / REPORT / INDEX
+
+
+MULTI_LABEL = "per-label F1 bars are not drawn: pet has no multi-label runs yet (every run here is single-label)"
+
+
+# --- run: config and timings -------------------------------------------------------------------------
+
+def run_section(data: RunData) -> str:
+    c, t = data.config, data.teachers
+    patterns = "; ".join(f"{p['id']}: {p['template']}" for p in t["patterns"])
+    verbalizers = "; ".join(f"{v['id']}: " + ", ".join(f"{label}={'/'.join(words)}" for label, words in v["words"].items())
+                            for v in t["verbalizers"])
+    pairs = [
+        ("model", c.model), ("labels", ", ".join(data.labels)), ("patterns", patterns), ("verbalizers", verbalizers),
+        ("teachers", f"{len(t['teachers'])} (seeds {c.teachers.seeds}; " + ("zero-shot" if t.get("zero_shot") else
+                     f"{c.teachers.steps} steps, batch {c.teachers.batch_size}, lr {c.teachers.learning_rate:g}, mlm_weight {c.teachers.mlm_weight:g}") + ")"),
+        ("iPET generations", c.ipet.generations),
+        ("ensemble", (data.soft or {}).get("ensemble", c.labelling.ensemble)),
+        ("labelling temperature T", c.labelling.temperature),
+        ("student", f"{c.distillation.model or c.model}: {c.distillation.steps} steps, batch {c.distillation.batch_size}, "
+                    f"lr {c.distillation.learning_rate:g}, gold_weight {c.distillation.gold_weight:g}"),
+        ("labelled set (data.train)", f"{c.data.train} ({t.get('labelled_examples', '?')} examples)" if c.data.train else "none"),
+        ("unlabeled set", f"{c.data.unlabeled}" + (f" ({data.soft['statistics']['examples']} soft labels)" if data.soft else "")),
+        ("test set (data.test)", f"{c.data.test} ({len(data.test.gold)} examples)" if data.test else (c.data.test or "none")),
+        ("runtime", f"device {c.runtime.device}, precision {c.runtime.precision}"),
+    ]
+    return side_by_side("<h3>Config</h3>" + key_values(pairs), "<h3>Timings</h3>" + timings_table(data))
+
+
+def timings_table(data: RunData) -> str:
+    seconds = [e.get("metrics", {}).get("seconds") for e in data.teachers["teachers"]]
+    rows = [[f"teacher {e['name']}", s] for e, s in zip(data.teachers["teachers"], seconds)]
+    student = (data.student or {}).get("metrics", {}).get("seconds")
+    teacher_total = sum(s or 0.0 for s in seconds)
+    rows += [["all teachers (stage A training)", teacher_total], ["student (stage C training)", student],
+             ["total", teacher_total + (student or 0.0)]]
+    # Seconds to 0.01 s (as the manifests record them), not the page's 4 decimals for metrics.
+    rows = [[what, None if s is None else Formatted(f"{s:.2f}")] for what, s in rows]
+    return table(["what", "seconds"], rows, "timings") + \
+        '<p class="legend">Training time as each stage measured it; loading, scoring (stage B) and saving are not included.</p>'
+
+
+# --- teachers ------------------------------------------------------------------------------------------
+
+def teachers_section(data: RunData, folder: Path) -> str:
+    entries = data.teachers["teachers"]
+    normalised = (data.soft or {}).get("weights")
+    test = (data.soft or {}).get("test", {})
+    rows, before, after, test_accuracy = [], [], [], []
+    for k, (entry, record) in enumerate(zip(entries, data.records)):
+        metrics = record.get("metrics", {})
+        accuracy = test.get("teachers", {}).get(entry["name"])
+        ece = test.get("teachers_calibration", {}).get(entry["name"], {}).get("ece")
+        before.append(metrics.get("train_accuracy_before"))
+        after.append(metrics.get("train_accuracy_after"))
+        test_accuracy.append(accuracy)
+        rows.append([entry["name"], entry["pattern"], entry["verbalizer"], entry["seed"], entry.get("generation", 0),
+                     entry.get("weight"), None if normalised is None else normalised[k], before[-1], after[-1], accuracy, ece])
+    header = ["teacher", "pattern", "verbalizer", "seed", "generation", "weight", "normalised weight",
+              "labelled acc. before", "labelled acc. after", "test accuracy", "test ECE"]
+    figure = draw_teacher_accuracy(folder / "teachers.png", [e["name"] for e in entries], before, after, test_accuracy)
+    legend = ("<p class=\"legend\">weight: the teacher's accuracy on the labelled set before training (PET's wmean weight); "
+              "normalised weight: as stage B used it (none for the uniform mean). Test accuracy and ECE from the labels manifest.</p>")
+    return table(header, rows, "teachers", [e["name"] for e in entries]) + legend + image(figure, "teacher accuracy")
+
+
+# --- soft labels ----------------------------------------------------------------------------------------
+
+def soft_labels_section(data: RunData, folder: Path) -> str:
+    if data.soft is None or data.soft_rows is None:
+        return notes(["stage B has not run: no soft labels"])
+    stats, rows = data.soft["statistics"], data.soft_rows
+    predicted = [int(np.sum(rows["label"] == label)) for label in data.labels]
+    labelled = None if data.train_counts is None else [data.train_counts[label] for label in data.labels]
+    confidence = float(rows["confidence"].mean()) if len(rows["confidence"]) else None
+    summary = key_values([("soft labels", stats["examples"]), ("temperature T", data.soft["temperature"]),
+                          ("mean confidence", four(confidence)), ("mean agreement", four(stats["mean_agreement"])),
+                          ("mean entropy (nats)", four(stats["mean_entropy"]))])
+    distribution = table(
+        ["label", "predicted (soft labels)", "share", "labelled set (gold)", "share"],
+        [[label, predicted[i], float(share(predicted)[i]),
+          None if labelled is None else labelled[i], None if labelled is None else float(share(labelled)[i])]
+         for i, label in enumerate(data.labels)], "distribution", data.labels)
+    figure = draw_soft_labels(folder / "soft_labels.png", rows["confidence"], rows["agreement"], data.labels,
+                               predicted, labelled, len(data.teachers["teachers"]))
+    return side_by_side(summary, distribution) + image(figure, "soft labels")
+
+
+def four(value: float | None) -> str | None:
+    """A metric as the page's tables print it (4 decimals)."""
+    return None if value is None else f"{value:.4f}"
+
+
+# --- test set: metrics, reliability, confusion -------------------------------------------------------------
+
+def scored_models(data: RunData) -> list[Scored]:
+    """Each teacher, the ensemble at T = 1 and at the labelling temperature, and the student."""
+    test = data.test
+    models = [Scored(e["name"], test.teachers[k]) for k, e in enumerate(data.teachers["teachers"])]
+    method = (data.soft or {}).get("ensemble", data.config.labelling.ensemble)
+    temperature = float((data.soft or {}).get("temperature", data.config.labelling.temperature))
+    models.append(Scored(f"ensemble ({method}), T=1", test.ensemble))
+    models.append(Scored(f"ensemble ({method}), T={temperature:g} (soft labels)", test.ensemble, temperature))
+    if test.student is not None:
+        models.append(Scored("student", test.student))
+    return models
+
+
+def test_section(data: RunData, folder: Path) -> str:
+    if data.test is None:
+        return notes(["no test set: " + ("data.test is not set in the run config" if data.config.data.test is None
+                                              else "it could not be scored (see Notes)")])
+    import torch
+
+    from pet.core.calibration import prediction_metrics, reliability_bins
+
+    gold, models = data.test.gold.tolist(), scored_models(data)
+    rows, panels, matrices = [], [], []
+    for model in models:
+        logits = torch.from_numpy(model.logits).double() / model.temperature
+        m = prediction_metrics(gold, logits, data.labels)
+        rows.append([model.name, m["accuracy"], m["macro_f1"], m["ece"], m["brier"], m["nll"], m["examples"]])
+        panels.append((model.name, reliability_bins(torch.softmax(logits, -1), gold), m["ece"]))
+        if model.temperature == 1.0:  # dividing by T never changes a prediction: one matrix per model
+            matrices.append((model.name, confusion_matrix(gold, model.logits.argmax(-1), len(data.labels))))
+    metrics = table(["model", "accuracy", "macro-F1", "ECE", "Brier", "NLL", "examples"], rows, "test", [m.name for m in models])
+    legend = (f"<p class=\"legend\">Scored afresh on {escape(str(data.test.path))} with the stored models. "
+              "ECE: 15 equal-width confidence bins; Brier: mean over examples of sum over classes (p_c - y_c)^2 (0 best, 2 worst); "
+              "NLL: mean -log softmax(z / T)_y. The ensemble's soft labels use the labelling (distillation) temperature; "
+              "T=1 is its plain logits.</p>")
+    reliability = draw_reliability(folder / "reliability.png", panels)
+    confusion = draw_confusion(folder / "confusion.png", matrices, data.labels)
+    return (metrics + legend + "<h3>Reliability diagrams</h3>" + image(reliability, "reliability diagrams")
+            + "<h3>Confusion matrices</h3>" + image(confusion, "confusion matrices"))
+
+
+def confusion_matrix(gold: list[int], predicted: np.ndarray, classes: int) -> np.ndarray:
+    """[C, C] counts: row = gold class, column = predicted class."""
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(gold), np.asarray(predicted)), 1)
+    return matrix
+
+
+# --- losses -----------------------------------------------------------------------------------------------
+
+def losses_section(data: RunData, folder: Path) -> str:
+    teachers = [(record["name"], list(record.get("metrics", {}).get("losses", []))) for record in data.records]
+    student: list[float] | None = None
+    if data.student is not None:
+        student = list(data.student.get("metrics", {}).get("losses", []))  # empty: a run from before losses were kept
+    figure = draw_losses(folder / "losses.png", teachers, student)
+    return image(figure, "training losses") + \
+        '<p class="legend">Loss per optimiser step as training recorded it: teachers (1 - a) CE + a MLM, student KL x T^2 (+ gold_weight x CE).</p>'
+
