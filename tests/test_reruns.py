@@ -107,7 +107,7 @@ def test_a_new_test_set_does_not_retrain_teachers(project):
 def test_changed_teacher_settings_name_the_key(project):
     run = project.parent / "run"
     line = error_line(invoke("train-teachers", project, "-o", run / "teachers", "--teachers.learning_rate", "0.001"))
-    assert "different config or data (teachers.learning_rate 1e-05 -> 0.001)" in line and "--overwrite" in line
+    assert 'different config or data (teachers.learning_rate "auto" -> 0.001)' in line and "--overwrite" in line
     rows = sentiment_rows("train", 8)
     rows[0]["text"] = "a different text"
     write_jsonl(project.parent / "train.jsonl", rows)

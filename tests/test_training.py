@@ -49,3 +49,48 @@ def test_divergence_reports_the_first_bad_step(bad_step):
         f"teacher t: the loss became nan at step {bad_step}; lower the learning rate, check the data, "
         f"or use runtime.precision fp32"
     )
+
+
+def test_auto_learning_rate_follows_the_model_size():
+    """auto: 1e-5 (the paper's, RoBERTa-large) from 200M parameters, 2e-5 from 60M, 5e-5 below."""
+    import torch
+
+    from pet.core.modeling import auto_learning_rate, resolved_learning_rate
+
+    class Sized(torch.nn.Module):
+        def __init__(self, count: int):
+            super().__init__()
+            self.count = count
+
+        def parameters(self, recurse: bool = True):
+            yield _Numel(self.count)  # only the count matters, not real storage
+
+    class _Numel:
+        def __init__(self, count: int):
+            self.count = count
+
+        def numel(self) -> int:
+            return self.count
+
+    assert auto_learning_rate(Sized(355_000_000)) == 1e-5
+    assert auto_learning_rate(Sized(200_000_000)) == 1e-5
+    assert auto_learning_rate(Sized(110_000_000)) == 2e-5
+    assert auto_learning_rate(Sized(22_700_000)) == 5e-5
+    assert resolved_learning_rate(3e-4, Sized(22_700_000)) == 3e-4
+    assert resolved_learning_rate("auto", Sized(60_000_000)) == 2e-5
+
+
+def test_the_learning_rate_used_is_recorded(tmp_path, tiny_bert):
+    import json
+
+    from conftest import write_project
+    from typer.testing import CliRunner
+
+    from pet.cli import app
+
+    config = write_project(tmp_path, tiny_bert)
+    assert CliRunner().invoke(app, ["run", str(config), "-o", str(tmp_path / "run")]).exit_code == 0
+    teacher = json.loads((tmp_path / "run" / "teachers" / "it-was--bad-good--s1" / "teacher.json").read_text())
+    student = json.loads((tmp_path / "run" / "student" / "manifest.json").read_text())
+    assert teacher["learning_rate"] == 5e-5 and student["learning_rate"] == 5e-5  # a tiny model: the small-model rate
+    assert student["config"]["distillation"]["learning_rate"] == "auto"

@@ -37,7 +37,9 @@ class TeachersConfig(Strict):
     seeds: list[int] = Field(default_factory=lambda: [1, 2, 3])
     steps: PositiveInt = 250
     batch_size: PositiveInt = 4
-    learning_rate: PositiveFloat = 1e-5
+    # auto: by the model's size, 1e-5 (the paper's, for RoBERTa-large) from 200M parameters, 2e-5 from 60M,
+    # 5e-5 below (pet/core/modeling.py auto_learning_rate); a number sets it
+    learning_rate: PositiveFloat | Literal["auto"] = "auto"
     weight_decay: NonNegativeFloat = 0.01
     warmup_steps: NonNegativeInt = 0
     max_grad_norm: PositiveFloat = 1.0
@@ -78,7 +80,7 @@ class DistillationConfig(Strict):
     model: str | None = None  # default: the teachers' model
     steps: PositiveInt = 1000  # paper: 5000 on full unlabeled sets; fewer suits a few thousand texts
     batch_size: PositiveInt = 16
-    learning_rate: PositiveFloat = 1e-5
+    learning_rate: PositiveFloat | Literal["auto"] = "auto"  # auto: by the student's size, as teachers.learning_rate
     weight_decay: NonNegativeFloat = 0.01
     warmup_steps: NonNegativeInt = 0
     max_grad_norm: PositiveFloat = 1.0

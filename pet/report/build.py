@@ -69,12 +69,12 @@ def run_section(data: RunData) -> str:
     pairs = [
         ("model", c.model), ("labels", ", ".join(data.labels)), ("patterns", patterns), ("verbalizers", verbalizers),
         ("teachers", f"{len(t['teachers'])} (seeds {c.teachers.seeds}; " + ("zero-shot" if t.get("zero_shot") else
-                     f"{c.teachers.steps} steps, batch {c.teachers.batch_size}, lr {c.teachers.learning_rate:g}, mlm_weight {c.teachers.mlm_weight:g}") + ")"),
+                     f"{c.teachers.steps} steps, batch {c.teachers.batch_size}, lr {c.teachers.learning_rate}, mlm_weight {c.teachers.mlm_weight:g}") + ")"),
         ("iPET generations", c.ipet.generations),
         ("ensemble", (data.soft or {}).get("ensemble", c.labelling.ensemble)),
         ("labelling temperature T", c.labelling.temperature),
         ("student", f"{c.distillation.model or c.model}: {c.distillation.steps} steps, batch {c.distillation.batch_size}, "
-                    f"lr {c.distillation.learning_rate:g}, gold_weight {c.distillation.gold_weight:g}"),
+                    f"lr {c.distillation.learning_rate}, gold_weight {c.distillation.gold_weight:g}"),
         ("labelled set (data.train)", f"{c.data.train} ({t.get('labelled_examples', '?')} examples)" if c.data.train else "none"),
         ("unlabeled set", f"{c.data.unlabeled}" + (f" ({data.soft['statistics']['examples']} soft labels)" if data.soft else "")),
         ("test set (data.test)", f"{c.data.test} ({len(data.test.gold)} examples)" if data.test else (c.data.test or "none")),

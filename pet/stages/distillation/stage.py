@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from pet.core import maths
 from pet.core.calibration import DEFINITIONS, prediction_metrics
 from pet.core.distributed import Ranks, current_ranks, rank_device
+from pet.core.modeling import resolved_learning_rate
 from pet.core.progress import info
 from pet.core.training import EpochSampler, OptimSettings, train
 from pet.errors import PetError
@@ -63,6 +64,7 @@ def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = N
         return read_manifest(output, "student")
     result = student_manifest(labels_dir, manifest, config, stamp, losses)
     result["reads"] = reads
+    result["learning_rate"] = resolved_learning_rate(config.distillation.learning_rate, student.model)  # the value used
     result["metrics"]["seconds"] = round(time.perf_counter() - started, 2)
     if config.data.test is not None:
         test = open_table(config, config.data.test, "test", tuple(labels), labelled=True).read_all()
@@ -121,7 +123,8 @@ def train_student(student: Student, data: DistillationData, config: RunConfig, t
     batches and gradients are averaged, so one step sees batch_size x ranks soft labels."""
     settings = config.distillation
     info(f"student {student.name}: distilling {len(data.targets)} soft labels at T={temperature} ({student.device})")
-    optim = OptimSettings(settings.steps, settings.learning_rate, settings.weight_decay, settings.warmup_steps, settings.max_grad_norm)
+    optim = OptimSettings(settings.steps, resolved_learning_rate(settings.learning_rate, student.model), settings.weight_decay,
+                          settings.warmup_steps, settings.max_grad_norm)
     step_loss = step_loss_fn(student, data, config, temperature, ranks.rank)
     model = student.model
     if ranks.world > 1:

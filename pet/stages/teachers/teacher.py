@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 
 from pet.core.encoding import PatternEncoder, VerbalizerTokens, pad
-from pet.core.modeling import save_model
+from pet.core.modeling import resolved_learning_rate, save_model
 from pet.core.scoring import MaskedLMScorer, score_table
 from pet.core.training import EpochSampler, OptimSettings, train
 from pet.errors import PetError
@@ -117,7 +117,8 @@ def train_teacher(job: TeacherJob, ctx: TeacherContext, folder: Path) -> dict[st
     # The ensemble weight is the accuracy on the original labelled set (the same set for every iPET generation).
     weight = before if examples is ctx.labelled else loaded.labelled_accuracy(ctx)
     settings = ctx.settings
-    optim = OptimSettings(job.steps, settings.learning_rate, settings.weight_decay, settings.warmup_steps, settings.max_grad_norm)
+    learning_rate = resolved_learning_rate(settings.learning_rate, loaded.model)
+    optim = OptimSettings(job.steps, learning_rate, settings.weight_decay, settings.warmup_steps, settings.max_grad_norm)
     label = f"teacher {spec.name}" + (f" (generation {spec.generation})" if spec.generation else "")
     losses = train(loaded.model, step_loss_fn(loaded, ctx, spec, examples), optim, ctx.device, ctx.runtime.precision, label)
     after = accuracy(ctx.score(loaded.scorer, loaded.encoder, examples), labels)
@@ -126,6 +127,7 @@ def train_teacher(job: TeacherJob, ctx: TeacherContext, folder: Path) -> dict[st
         "weight": weight,
         "training_examples": len(examples),
         "mlm_weight": settings.mlm_weight,
+        "learning_rate": learning_rate,  # the value used (teachers.learning_rate may say auto)
         **job.extra,
         "metrics": {
             "train_accuracy_before": before,
