@@ -28,13 +28,23 @@ def quiet_transformers() -> None:
 
 def pick_device(requested: str = "auto") -> torch.device:
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return allow_tf32(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         device = torch.device(requested)
     except RuntimeError:
         raise PetError(f"runtime.device: '{requested}' is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise PetError(f"runtime.device is '{requested}' but CUDA is not available; use auto or cpu")
+    return allow_tf32(device)
+
+
+def allow_tf32(device: torch.device) -> torch.device:
+    """On CUDA, float32 matmuls (``runtime.precision: fp32``, and the float32 parts under autocast) use
+    TF32 tensor cores: about 8x the throughput of strict fp32 on Ampere and later, at 10-bit mantissa
+    products with float32 accumulation, which fine-tuning does not notice. The CPU is unaffected."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     return device
 
 
