@@ -12,6 +12,7 @@ The public API (docs/python-api.md)::
     pet.check(config) -> pet.CheckReport         lint patterns, verbalizers and data (`pet check`)
     pet.search_words(config) -> pet.WordSearch   label words proposed by the model (`pet search-words`)
     pet.pattern_perplexity(config)               label-free pattern ranking (list of pet.PatternPerplexity)
+    pet.adapt(config, output) -> Path            task-adaptive MLM pretraining on the unlabeled text (`pet adapt`)
 
 Names are imported on first use, so ``import pet`` (and ``pet --help``) stays fast: torch and
 transformers load only when a stage runs.
@@ -37,6 +38,7 @@ _EXPORTS = {
     "check": "pet.tools.check", "CheckReport": "pet.tools.report",
     "search_words": "pet.tools.words", "WordSearch": "pet.tools.words",
     "pattern_perplexity": "pet.tools.perplexity", "PatternPerplexity": "pet.tools.perplexity",
+    "adapt": "pet.tools.adapt", "AdaptSettings": "pet.tools.adapt",
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
@@ -48,6 +50,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from pet.io.patterns import Pattern, Verbalizer, load_patterns, load_verbalizers
     from pet.report import report
     from pet.results import Prediction, Run, SoftLabels, Student, Teachers
+    from pet.tools.adapt import AdaptSettings, adapt
     from pet.tools.check import check
     from pet.tools.perplexity import PatternPerplexity, pattern_perplexity
     from pet.tools.report import CheckReport
@@ -65,10 +68,10 @@ def __getattr__(name: str) -> Any:
     modules = {"pet.api": api, "pet.errors": errors, "pet.results": results, "pet.io.config": config,
                "pet.io.patterns": patterns}
     if module.startswith("pet.tools."):  # these import torch, so only when one of their names is asked for
-        from pet.tools import check, perplexity, report, words
+        from pet.tools import adapt, check, perplexity, report, words
 
         modules.update({"pet.tools.check": check, "pet.tools.report": report, "pet.tools.words": words,
-                        "pet.tools.perplexity": perplexity})
+                        "pet.tools.perplexity": perplexity, "pet.tools.adapt": adapt})
     value = getattr(modules[module], name)
     globals()[name] = value
     return value

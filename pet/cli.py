@@ -269,6 +269,36 @@ def report_cmd(
         typer.echo(f"report in {report(run)}")
 
 
+@app.command("adapt", context_settings=OVERRIDES, help=f"Task-adaptive pretraining: continue masked-LM training of the config's model on its unlabeled text (plain, or rendered through the patterns with --prompts) and write a masked LM to use as model: in a run config. {OVERRIDE_HELP}")
+def adapt_cmd(
+    ctx: typer.Context,
+    config: Path = typer.Argument(..., help="Run config (YAML): model, data.unlabeled, patterns (for --prompts), teachers.max_length."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for the adapted masked LM (model, tokenizer, adapt.json)."),
+    # the defaults mirror pet.tools.adapt.AdaptSettings (tests/test_adapt.py checks), which this module
+    # cannot import at start-up without torch
+    steps: int = typer.Option(1000, "--steps", help="Optimiser steps."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Texts per step."),
+    learning_rate: str = typer.Option("auto", "--learning-rate", help="A number, or auto (by model size, as teachers.learning_rate)."),
+    mlm_probability: float = typer.Option(0.15, "--mlm-probability", help="Share of eligible tokens that become targets."),
+    prompts: bool = typer.Option(False, "--prompts", help="Train on the texts rendered through the config's patterns, mask slot left open (never a target)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of batches, masking and dropout."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+) -> None:
+    with handled():
+        from pet.errors import PetError
+        from pet.io.config import load_config
+        from pet.tools.adapt import RECORD, adapt
+
+        try:
+            rate: float | str = learning_rate if learning_rate == "auto" else float(learning_rate)
+        except ValueError:
+            raise PetError(f"--learning-rate: expected a number or auto, got {learning_rate!r}") from None
+        folder = adapt(load_config(config, _overrides(ctx)), output, steps=steps, batch_size=batch_size, learning_rate=rate,
+                       mlm_probability=mlm_probability, prompts=prompts, seed=seed, overwrite=overwrite)
+        loss = json.loads((folder / RECORD).read_text(encoding="utf-8"))["loss"]
+        typer.echo(f"adapted masked LM in {folder}; MLM loss {loss['first']:.3f} -> {loss['last']:.3f}; use it as model: {folder}")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     app(args=argv, prog_name="pet")

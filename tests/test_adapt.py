@@ -1,0 +1,163 @@
+"""`pet adapt`: continued MLM training writes a plain masked LM that loads with transformers and as a
+run's model; the loss falls on a repetitive corpus; prompts mode trains only on rendered texts and
+never targets the mask slot; bad input leaves nothing behind; a seed fixes the weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import write_project
+from typer.testing import CliRunner
+
+import pet
+from pet.cli import app
+
+FAST = {"steps": 4, "batch_size": 4}
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def weights(folder):
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    model = AutoModelForMaskedLM.from_pretrained(folder, dtype=torch.float32)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def bert_project(tmp_path_factory, tiny_bert):
+    return write_project(tmp_path_factory.mktemp("adapt-project"), tiny_bert)
+
+
+@pytest.fixture(scope="module")
+def adapted(tmp_path_factory, bert_project):
+    return pet.adapt(bert_project, tmp_path_factory.mktemp("adapted") / "mlm", seed=3, **FAST)
+
+
+def test_output_is_a_plain_masked_lm_with_its_record(adapted, tiny_bert):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    assert AutoModelForMaskedLM.from_pretrained(adapted) is not None
+    assert AutoTokenizer.from_pretrained(adapted).mask_token == "[MASK]"
+    record = json.loads((adapted / "adapt.json").read_text())
+    assert record["base_model"] == str(tiny_bert) and record["text"] == "plain"
+    assert record["settings"]["steps"] == 4 and record["settings"]["learning_rate"] == 5e-5  # auto, below 60M
+    assert len(record["loss"]["per_step"]) == 4 and len(record["inputs"]) == 1
+    assert not (adapted / "manifest.json").exists()  # not a pet stage folder
+
+
+def test_weights_move_and_a_seed_fixes_them(adapted, bert_project, tiny_bert, tmp_path):
+    import torch
+
+    base, first = weights(tiny_bert), weights(adapted)
+    assert any(not torch.equal(base[k], first[k]) for k in base)
+    again = weights(pet.adapt(bert_project, tmp_path / "again", seed=3, **FAST))
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    other = weights(pet.adapt(bert_project, tmp_path / "other", seed=4, **FAST))
+    assert any(not torch.equal(first[k], other[k]) for k in first)
+
+
+def test_loss_falls_on_a_repetitive_corpus(bert_project, tmp_path):
+    folder = pet.adapt(bert_project, tmp_path / "mlm", steps=40, batch_size=8, learning_rate=1e-3)
+    losses = json.loads((folder / "adapt.json").read_text())["loss"]["per_step"]
+    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 - 0.2  # 4.7 -> 4.3 here; the tiny model starts random
+
+
+def test_adapted_model_runs_as_a_runs_model(tmp_path, adapted):
+    config = write_project(tmp_path, adapted)
+    result = invoke("run", config, "-o", tmp_path / "run", "--model", adapted)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "run" / "teachers" / "manifest.json").read_text())
+    assert manifest["config"]["model"] == str(adapted)
+
+
+def test_prompts_mode_trains_on_rendered_texts_without_targeting_the_slot(bert_project, tiny_roberta, tmp_path):
+    import torch
+
+    from pet.core.encoding import pad
+    from pet.core.mlm import IGNORE, MlmMasker
+    from pet.tools.adapt import AdaptSettings, Corpus
+    from pet.tools.session import as_config
+
+    for model in (bert_project, write_project(tmp_path / "roberta", tiny_roberta)):
+        corpus = Corpus.open(as_config(model), AdaptSettings(prompts=True))
+        tokenizer = corpus.tokenizer
+        rows = list(range(len(corpus)))
+        sequences = corpus.encode(rows, torch.Generator().manual_seed(0))
+        renderings = [[e.encode(corpus.table.take([i]))[0] for e in corpus.encoders] for i in rows]
+        assert all(seq in options for seq, options in zip(sequences, renderings))  # each row is a pattern's rendering
+        assert len({options.index(seq) for seq, options in zip(sequences, renderings)}) == 2  # both patterns drawn
+        ids, attention = pad(sequences, tokenizer.pad_token_id)
+        masker = MlmMasker(tokenizer, len(tokenizer), probability=0.9, seed=0)
+        _, targets = masker(ids, attention)
+        special = set(tokenizer.all_special_ids)
+        assert (ids == tokenizer.mask_token_id).sum(-1).tolist() == [1] * len(rows)  # the slot is kept, once per row
+        chosen = ids[targets != IGNORE].tolist()
+        assert chosen and not special & set(chosen)  # never the mask slot, [CLS]/[SEP]/<s>/</s> or padding
+        assert (targets[targets != IGNORE] == ids[targets != IGNORE]).all()
+
+
+def test_prompts_mode_writes_a_model_and_records_the_patterns(bert_project, tmp_path):
+    folder = pet.adapt(bert_project, tmp_path / "mlm", prompts=True, **FAST)
+    record = json.loads((folder / "adapt.json").read_text())
+    assert record["text"] == "prompts" and record["patterns"] == ["it-was", "just"] and len(record["inputs"]) == 2
+
+
+def test_cli_adapts_and_reports(bert_project, tmp_path):
+    out = tmp_path / "mlm"
+    result = invoke("adapt", bert_project, "-o", out, "--steps", "2", "--batch-size", "4", "--teachers.max_length", "32")
+    assert result.exit_code == 0, result.output
+    assert "MLM loss" in result.output and (out / "config.json").exists()
+    assert json.loads((out / "adapt.json").read_text())["settings"]["max_length"] == 32
+
+
+def test_existing_output_is_refused_unless_overwrite(bert_project, tmp_path):
+    out = tmp_path / "mlm"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = invoke("adapt", bert_project, "-o", out, "--steps", "2")
+    assert result.exit_code == 1 and "exists and is not empty" in result.output and "--overwrite" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    result = invoke("adapt", bert_project, "-o", out, "--steps", "2", "--batch-size", "4", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert not (out / "keep.txt").exists() and (out / "adapt.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data.unlabeled", "missing.jsonl"], "unlabeled file not found"),
+    (["--steps", "0"], "steps and batch size must be at least 1"),
+    (["--learning-rate", "fast"], "--learning-rate: expected a number or auto"),
+    (["--teachers.stepz", "3"], "did you mean --teachers.steps"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(bert_project, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("adapt", bert_project, "-o", tmp_path / "out" / "mlm", *args)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_refuses_to_write_into_the_base_model(bert_project, tiny_bert):
+    with pytest.raises(pet.PetError, match="base model's own folder"):
+        pet.adapt(bert_project, tiny_bert, overwrite=True, **FAST)
+
+
+def test_unknown_setting_is_a_pet_error(bert_project, tmp_path):
+    with pytest.raises(pet.PetError, match="settings are steps"):
+        pet.adapt(bert_project, tmp_path / "x", stepz=3)
+
+
+def test_cli_defaults_are_the_libraries():
+    import typer.main
+
+    from pet.tools.adapt import AdaptSettings
+
+    command = typer.main.get_command(app).commands["adapt"]
+    defaults = {p.name: p.default for p in command.params}
+    settings = AdaptSettings()
+    assert (defaults["steps"], defaults["batch_size"], defaults["learning_rate"], defaults["mlm_probability"],
+            defaults["prompts"], defaults["seed"]) == (settings.steps, settings.batch_size, settings.learning_rate,
+                                                       settings.mlm_probability, settings.prompts, settings.seed)
