@@ -109,7 +109,7 @@ def model_in(annotation: Any) -> type[BaseModel] | None:
 
 def describe_error(model: type[BaseModel], error: dict[str, Any]) -> str:
     """One readable phrase for one pydantic error."""
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and (p.startswith(("function-", "union[")) or "[" in p)))  # union member tags such as list[str]
+    loc = clean_loc(error["loc"])
     key = dotted(loc) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -128,6 +128,15 @@ def describe_error(model: type[BaseModel], error: dict[str, Any]) -> str:
     return f"'{key}': {error['msg'].lower()} (got {shown}){hint}"
 
 
+# Tags pydantic puts in an error's location for the member of a union it tried (float | "auto" gives
+# 'constrained-float' and "literal['auto']"): they are not keys the user wrote.
+UNION_TAGS = ("function-", "union[", "constrained-", "literal[", "tagged-union[")
+
+
+def clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(p for p in loc if not (isinstance(p, str) and (p.startswith(UNION_TAGS) or "[" in p)))
+
+
 def validate(model: type[M], data: Any, source: str, text: str | None = None) -> M:
     """Validate ``data`` against ``model``; the first problem becomes a one-line PetError."""
     if not isinstance(data, dict):
@@ -139,9 +148,10 @@ def validate(model: type[M], data: Any, source: str, text: str | None = None) ->
         # since its "did you mean" hint is what the user needs.
         errors = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")
         first = errors[0]
-        line = line_of(text, first["loc"]) if text is not None else None
+        line = line_of(text, clean_loc(first["loc"])) if text is not None else None
         where = f"{source}:{line}" if line else source
-        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        problems = len({clean_loc(e["loc"]) for e in errors})  # a union's members fail at one key: one problem
+        more = f" (and {problems - 1} more problem{'s' if problems > 2 else ''})" if problems > 1 else ""
         raise PetError(f"{where}: {item_name(data, first['loc'])}{describe_error(model, first)}{more}") from None
 
 
