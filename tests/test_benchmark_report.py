@@ -75,3 +75,53 @@ def test_cells_with_missing_seeds_are_marked_and_make_verdicts_provisional():
     assert "91.1%" in text
     assert text.count("| provisional yes (sst2 pet_student n = 32: 1 of 3 seeds) |") == 2
     assert "| iPET student > PET student at n = 10 | results missing for sst2 or agnews | pending |" in text
+
+
+def test_peer_rows_name_the_best_peer_and_pet_margin():
+    rows = []
+    for seed in (1, 2, 3):
+        rows += [line("sst2", "supervised", 32, seed, 0.70), line("sst2", "supervised_st", 32, seed, 0.74),
+                 line("sst2", "setfit", 32, seed, 0.80 + seed / 100), line("sst2", "pet_student", 32, seed, 0.78),
+                 line("sst2", "pet_student_st", 32, seed, 0.79)]
+    table = report.tables(rows)
+    assert "| 2c. peer: SetFit 1.2 on all-MiniLM-L6-v2 (default recipe) | 82.0 ± 1.0 (82.0) |" in table
+    assert "| 5b. PET student distilled into all-MiniLM-L6-v2 (same soft labels) | 79.0 ± 0.0 (79.0) |" in table
+    assert "| best peer (of setfit, supervised, supervised_st; mean accuracy on PET's seeds) | setfit 82.0 |" in table
+    assert "| **PET margin**: PET student − best peer, same seeds (points) | -4.0 |" in table
+
+
+def test_peer_margin_says_which_peers_are_missing_or_partial():
+    rows = [line("agnews", "supervised", 32, seed, 0.70) for seed in (1, 2, 3)]
+    rows += [line("agnews", "setfit", 32, 1, 0.60), line("agnews", "pet_student", 32, 1, 0.75)]
+    table = report.tables(rows)
+    # paired on PET's one seed: supervised 70.0 beats setfit 60.0 there
+    assert "| best peer (of setfit, supervised, supervised_st; mean accuracy on PET's seeds) | supervised 70.0 " \
+           "[supervised_st not run; on seeds 1: 1 of 3] |" in table
+    assert "| **PET margin**: PET student − best peer, same seeds (points) | +5.0 [1 of 3 seeds] |" in table
+    assert "2b. peer" not in table  # a peer never run leaves no row of dashes
+    assert "best peer" not in report.tables([line("rte", "pet_student", 10, 1, 0.5)])  # no peer at all: no rows
+
+
+def test_profile_folders_refresh_their_own_block_and_say_where_they_ran(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "REPO", tmp_path)
+    out = tmp_path / "benchmarks" / "results" / "cpu"
+    out.mkdir(parents=True)
+    rows = [line("rte", "supervised", 10, 1, 0.5, profile="cpu", device="cpu (x86_64, 2 cores, 2 threads)",
+                 time="2026-12-01T22:00:00+00:00", wall_s=40.0)]
+    (out / "fewshot.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text(f"{report.START}\ngrid\n{report.END}\n<!-- results:cpu:start -->\nold\n<!-- results:cpu:end -->\n")
+    report.report(out, benchmarks_md=doc)
+    text = doc.read_text()
+    assert "grid" in text and "old" not in text
+    assert "profile cpu; device cpu (x86_64, 2 cores, 2 threads); date 2026-12-01 (UTC)" in text
+    assert "supervised 40 s (1)" in text
+
+
+def test_seeds_are_counted_against_the_plan_when_the_run_wrote_one(tmp_path):
+    rows = [line("sst2", "supervised", 32, 1, 0.7), line("sst2", "pet_student", 32, 1, 0.8)]
+    (tmp_path / "fewshot.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "plan.json").write_text(json.dumps({"seeds": [1, 2, 3]}))
+    text = report.report(tmp_path, benchmarks_md=None)
+    assert "| 5. PET student (distilled) | 80.0 (80.0) [1 of 3 seeds] |" in text
+    assert "+10.0 [1 of 3 seeds]" in text
