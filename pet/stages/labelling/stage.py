@@ -19,7 +19,6 @@ from pet.core.distributed import current_ranks
 from pet.core.metrics import classification_metrics
 from pet.core.progress import info
 from pet.core.scoring import check_table_fits
-from pet.errors import PetError
 from pet.io.artifacts import (MANIFEST, base_manifest, check_inputs, file_hash, read_json, read_manifest,
                               reuse_or_refuse, write_json_atomic)
 from pet.io.config import RunConfig, stage_config

@@ -7,7 +7,6 @@ with one clear line instead of after an hour of teacher training, and leaves no 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from pet.core.encoding import PatternEncoder, VerbalizerTokens, pad
+from pet.core.encoding import VerbalizerTokens, pad
 from pet.core.modeling import resolved_learning_rate, save_model
 from pet.core.scoring import MaskedLMScorer, score_table
 from pet.core.training import EpochSampler, OptimSettings, train
