@@ -28,11 +28,11 @@ _EXPORTS = {
     "train_teachers": "pet.api", "label": "pet.api", "distill": "pet.api", "run": "pet.api",
     "Teachers": "pet.results", "SoftLabels": "pet.results", "Student": "pet.results", "Run": "pet.results",
     "Prediction": "pet.results",
-    "Pattern": "pet.io.patterns", "Verbalizer": "pet.io.patterns",
+    "Pattern": "pet.io.patterns", "Verbalizer": "pet.io.patterns", "MultiLabelVerbalizer": "pet.io.patterns",
     "load_patterns": "pet.io.patterns", "load_verbalizers": "pet.io.patterns",
     "RunConfig": "pet.io.config", "load_config": "pet.io.config", "TeachersConfig": "pet.io.config",
     "IpetConfig": "pet.io.config", "LabellingConfig": "pet.io.config", "DistillationConfig": "pet.io.config",
-    "RuntimeConfig": "pet.io.config", "DataConfig": "pet.io.config",
+    "RuntimeConfig": "pet.io.config", "DataConfig": "pet.io.config", "TaskConfig": "pet.io.config",
     "PetError": "pet.errors",
     "report": "pet.report",
     "check": "pet.tools.check", "CheckReport": "pet.tools.report",
@@ -46,8 +46,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from pet.api import distill, label, run, train_teachers
     from pet.errors import PetError
     from pet.io.config import (DataConfig, DistillationConfig, IpetConfig, LabellingConfig, RunConfig, RuntimeConfig,
-                               TeachersConfig, load_config)
-    from pet.io.patterns import Pattern, Verbalizer, load_patterns, load_verbalizers
+                               TaskConfig, TeachersConfig, load_config)
+    from pet.io.patterns import MultiLabelVerbalizer, Pattern, Verbalizer, load_patterns, load_verbalizers
     from pet.report import report
     from pet.results import Prediction, Run, SoftLabels, Student, Teachers
     from pet.tools.adapt import AdaptSettings, adapt

@@ -32,7 +32,7 @@ from pet.io.inputs import INPUTS, InputWriter, data_file, patterns_file, verbali
 from pet.io.yamlfile import validate
 from pet.results import Run, SoftLabels, Student, Teachers
 
-SECTIONS = ("data", "patterns", "verbalizers", "teachers", "ipet", "labelling", "distillation", "runtime")
+SECTIONS = ("data", "task", "patterns", "verbalizers", "teachers", "ipet", "labelling", "distillation", "runtime")
 
 
 def dotted_settings(settings: dict[str, Any], own: dict[str, type[BaseModel]], where: str) -> dict[str, Any]:

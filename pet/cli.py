@@ -111,7 +111,9 @@ def label_cmd(
         manifest = label(teachers, output, overwrite=overwrite, **_overrides(ctx)).manifest
         line = f"{manifest['statistics']['examples']} soft labels in {output}"
         if "test" in manifest:
-            line += f"; ensemble test accuracy {manifest['test']['ensemble']['accuracy']:.4f}"
+            ensemble = manifest["test"]["ensemble"]
+            line += (f"; ensemble test micro-F1 {ensemble['micro_f1']:.4f}" if "micro_f1" in ensemble
+                     else f"; ensemble test accuracy {ensemble['accuracy']:.4f}")
         typer.echo(line)
 
 
@@ -128,7 +130,9 @@ def distill_cmd(
         manifest = distill(labels, output, overwrite=overwrite, **_overrides(ctx)).manifest
         line = f"student in {output}"
         if "test" in manifest:
-            line += f"; test accuracy {manifest['test']['accuracy']:.4f}, macro-F1 {manifest['test']['macro_f1']:.4f}"
+            test = manifest["test"]
+            line += (f"; test micro-F1 {test['micro_f1']:.4f}, subset accuracy {test['subset_accuracy']:.4f}" if "micro_f1" in test
+                     else f"; test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}")
         typer.echo(line)
 
 
@@ -152,7 +156,8 @@ def run_cmd(
         for name in ("ensemble_test", "student_test"):
             if summary[name]:
                 m = summary[name]
-                typer.echo(f"{name.replace('_', ' ')}: accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  ({m['examples']} examples)")
+                extra = f"  micro-F1 {m['micro_f1']:.4f}" if "micro_f1" in m else ""
+                typer.echo(f"{name.replace('_', ' ')}: accuracy {m['accuracy']:.4f}{extra}  macro-F1 {m['macro_f1']:.4f}  ({m['examples']} examples)")
 
 
 @app.command("evaluate", help="Accuracy, macro-F1 and calibration (ECE over 15 bins, Brier, NLL) of a student, or of each teacher and the ensemble, on a labelled file. Given a run config (YAML) instead of a folder: each pattern's zero-shot scores with the untrained model.")
@@ -176,16 +181,33 @@ def evaluate_cmd(
             return
         rows = _evaluation_rows(result)
         width = max(len(name) for name, _ in rows)
-        typer.echo(f"{'model':<{width}}  accuracy  macro-F1     ECE   Brier      NLL")
-        for name, m in rows:
-            typer.echo(f"{name:<{width}}  {m['accuracy']:8.4f}  {m['macro_f1']:8.4f}  {m['ece']:6.4f}  {m['brier']:6.4f}  {m['nll']:7.4f}")
-        typer.echo(f"({rows[-1][1]['examples']} examples from {data})")
-        typer.echo("ECE: 15 equal-width confidence bins; Brier: mean over examples of sum_c (p_c - y_c)^2; NLL: mean -log softmax(z / T)_y")
+        if result.get("task") == "multi_label":
+            _print_multi_label_rows(rows, width, data)
+        else:
+            typer.echo(f"{'model':<{width}}  accuracy  macro-F1     ECE   Brier      NLL")
+            for name, m in rows:
+                typer.echo(f"{name:<{width}}  {m['accuracy']:8.4f}  {m['macro_f1']:8.4f}  {m['ece']:6.4f}  {m['brier']:6.4f}  {m['nll']:7.4f}")
+            typer.echo(f"({rows[-1][1]['examples']} examples from {data})")
+            typer.echo("ECE: 15 equal-width confidence bins; Brier: mean over examples of sum_c (p_c - y_c)^2; NLL: mean -log softmax(z / T)_y")
         fitted = (result.get("ensemble") or result).get("calibrated")
         if fitted:
             typer.echo(f"T* = {fitted['fitted_temperature']:.4f}: calibration temperature fitted by minimising NLL on "
                        f"{fitted['fitted_on']} ({fitted['fit_examples']} examples); not the distillation temperature"
                        + ("; it is at the edge of the search range [0.01, 100], so it says little" if fitted["at_search_bound"] else ""))
+
+
+def _print_multi_label_rows(rows: list[tuple[str, dict[str, Any]]], width: int, data: Path) -> None:
+    """The multi-label table: subset accuracy, micro-/macro-F1 and calibration per row, then per-label F1."""
+    typer.echo(f"{'model':<{width}}  subset-acc  micro-F1  macro-F1     ECE   Brier      NLL")
+    for name, m in rows:
+        typer.echo(f"{name:<{width}}  {m['subset_accuracy']:10.4f}  {m['micro_f1']:8.4f}  {m['macro_f1']:8.4f}  "
+                   f"{m['ece']:6.4f}  {m['brier']:6.4f}  {m['nll']:7.4f}")
+    # decisions are taken at T = 1: the ensemble's T=1 row (or the student's) has the per-label F1s of every row of it
+    name, final = next(((n, m) for n, m in rows if n.startswith("ensemble") and n.endswith("T=1")), rows[-1])
+    typer.echo(f"per-label F1 ({name}): " + ", ".join(f"{label} {f1:.4f}" for label, f1 in final["per_label_f1"].items()))
+    typer.echo(f"({final['examples']} examples from {data}; a label is predicted when its probability is at least {final['threshold']:g})")
+    typer.echo("ECE: 15 equal-width bins of every (example, label) decision's confidence; Brier: mean over decisions of (p - y)^2; "
+               "NLL: mean binary cross-entropy per decision")
 
 
 def _evaluation_rows(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -15,11 +15,11 @@ from typing import Any, Callable
 import torch
 
 from pet.core import maths
-from pet.core.calibration import DEFINITIONS, TEMPERATURE_BOUNDS, at_temperature, calibration_metrics, fit_temperature, prediction_metrics
+from pet.core.calibration import TEMPERATURE_BOUNDS, at_temperature, calibration_metrics, definitions, fit_temperature, prediction_metrics
 from pet.core.ensemble import EnsembleWeights, ensemble_weights, entry_weights
 from pet.io.artifacts import MANIFEST, read_json, read_manifest
-from pet.io.config import RunConfig, config_from_json
-from pet.io.data import Examples, Table
+from pet.io.config import RunConfig, config_from_json, decision_threshold
+from pet.io.data import Examples, Table, multi_label_rule
 from pet.errors import PetError
 
 
@@ -37,7 +37,7 @@ def folder_stage(model_dir: Path) -> str:
 def read_examples(config: RunConfig, path: Path, labels: list[str], labelled: bool) -> Examples:
     data = config.data
     table = Table(path, "evaluation data", data.fields, data.id_column,
-                  data.label_column if labelled else None, labels if labelled else None)
+                  data.label_column if labelled else None, labels if labelled else None, multi_label=multi_label_rule(config))
     return table.read_all()
 
 
@@ -82,29 +82,30 @@ def evaluate(model_dir: Path, data: Path, calibrate: bool = False, calibrate_on:
     config = config_from_json(manifest["config"])
     labels = manifest["labels"]
     examples = read_examples(config, data, labels, labelled=True)
-    head = {"model": str(model_dir), "data": str(data), "stage": stage}
+    gold, threshold = examples.gold, config.task.threshold
+    head = {"model": str(model_dir), "data": str(data), "stage": stage, "task": config.task.type}
     if stage == "student":
         scorer = partial(student_logits, model_dir, manifest, config)
         logits = scorer(examples)
-        result = {**head, **prediction_metrics(examples.labels, logits, labels)}
+        result = {**head, **prediction_metrics(gold, logits, labels, threshold)}
         if calibrate:
-            result["calibrated"] = calibrated(scorer, config, labels, logits, examples.labels, calibrate_on)
-        return {**result, "calibration_definitions": DEFINITIONS}
+            result["calibrated"] = calibrated(scorer, config, labels, logits, gold, calibrate_on)
+        return {**result, "calibration_definitions": definitions(gold)}
     chosen = teachers_ensemble(manifest, config)
     logits = teachers_logits(model_dir, manifest, config, examples)
-    ensemble = ensemble_metrics(chosen, logits, examples.labels, labels, config.labelling.temperature)
+    ensemble = ensemble_metrics(chosen, logits, gold, labels, config.labelling.temperature, threshold)
     if calibrate:
         scorer = partial(ensemble_scores, model_dir, manifest, config, chosen)
-        ensemble["calibrated"] = calibrated(scorer, config, labels, chosen.combine(logits), examples.labels, calibrate_on)
-    per_teacher = {e["name"]: prediction_metrics(examples.labels, logits[k], labels) for k, e in enumerate(manifest["teachers"])}
-    return {**head, "teachers": per_teacher, "ensemble": ensemble, "calibration_definitions": DEFINITIONS}
+        ensemble["calibrated"] = calibrated(scorer, config, labels, chosen.combine(logits), gold, calibrate_on)
+    per_teacher = {e["name"]: prediction_metrics(gold, logits[k], labels, threshold) for k, e in enumerate(manifest["teachers"])}
+    return {**head, "teachers": per_teacher, "ensemble": ensemble, "calibration_definitions": definitions(gold)}
 
 
-def ensemble_metrics(chosen: EnsembleWeights, teacher_logits: torch.Tensor, gold: list[int], labels: list[str],
-                     temperature: float) -> dict[str, Any]:
+def ensemble_metrics(chosen: EnsembleWeights, teacher_logits: torch.Tensor, gold: list, labels: list[str],
+                     temperature: float, threshold: float = 0.5) -> dict[str, Any]:
     """The ensemble's metrics at T = 1, and its calibration at the labelling (distillation) temperature."""
     combined = chosen.combine(teacher_logits)
-    return {"method": chosen.method, **prediction_metrics(gold, combined, labels),
+    return {"method": chosen.method, **prediction_metrics(gold, combined, labels, threshold),
             "at_labelling_temperature": at_temperature(combined, gold, temperature)}
 
 
@@ -115,7 +116,7 @@ def ensemble_scores(model_dir: Path, manifest: dict[str, Any], config: RunConfig
 
 
 def calibrated(scorer: Callable[[Examples], torch.Tensor], config: RunConfig, labels: list[str],
-               logits: torch.Tensor, gold: list[int], fit_on: Path | None = None) -> dict[str, Any]:
+               logits: torch.Tensor, gold: list, fit_on: Path | None = None) -> dict[str, Any]:
     """Fit T* on the run's labelled set (data.train) by minimising NLL; the metrics of ``logits`` at T*.
 
     T* is a calibration temperature, fitted after the fact; it is not the labelling temperature the
@@ -126,7 +127,7 @@ def calibrated(scorer: Callable[[Examples], torch.Tensor], config: RunConfig, la
         raise PetError("--calibrate fits a temperature on the run's labelled set, and this run has none (data.train); "
                        "name a held-out labelled file with --calibrate-on FILE, or evaluate without --calibrate")
     fit_set = read_examples(config, fit_on, labels, labelled=True)
-    fitted = fit_temperature(scorer(fit_set), fit_set.labels)
+    fitted = fit_temperature(scorer(fit_set), fit_set.gold)
     # At a bound, the search wanted to go further: T -> 0 (the fit set is perfectly separated) or
     # T -> infinity (the scores carry no information on it); either way T* says little.
     at_bound = any(abs(math.log(fitted / bound)) < 1e-3 for bound in TEMPERATURE_BOUNDS)
@@ -138,7 +139,7 @@ def evaluate_zero_shot(config_path: Path, data: Path, overrides: dict[str, Any] 
     """Each pattern x verbalizer's zero-shot accuracy (the untrained model) and their uniform ensemble, from a run config."""
     from pet.io.config import load_config
     from pet.core.modeling import load_masked_lm, pick_device
-    from pet.core.scoring import MaskedLMScorer
+    from pet.core.multilabel import teacher_scorer
     from pet.stages.teachers.task import prepare_task
 
     config = load_config(config_path, {**(overrides or {}), "teachers.zero_shot": True})
@@ -150,44 +151,54 @@ def evaluate_zero_shot(config_path: Path, data: Path, overrides: dict[str, Any] 
     names, logits = [], []
     for spec in task.specs():
         tokens = task.verbalizer_tokens(spec.pattern, spec.verbalizer, config.labelling.max_length)
-        encoder = task.encoder(spec.pattern, config.labelling.max_length, tokens.num_masks)
+        encoder = task.encoder(spec.pattern, config.labelling.max_length, tokens.num_masks, spec.verbalizer)
         names.append(spec.name)
-        logits.append(ctx.score(MaskedLMScorer.for_tokenizer(model, tokens, task.tokenizer), encoder, examples))
+        logits.append(ctx.score(teacher_scorer(model, tokens, task.tokenizer, spec.verbalizer), encoder, examples))
     stacked = torch.stack(logits)
-    per_teacher = {name: prediction_metrics(examples.labels, stacked[k], labels) for k, name in enumerate(names)}
-    ensemble = ensemble_metrics(ensemble_weights([], "mean"), stacked, examples.labels, labels, config.labelling.temperature)
-    return {"model": config.model, "data": str(data), "stage": "zero-shot", "teachers": per_teacher,
-            "ensemble": ensemble, "calibration_definitions": DEFINITIONS}
+    gold, threshold = examples.gold, config.task.threshold
+    per_teacher = {name: prediction_metrics(gold, stacked[k], labels, threshold) for k, name in enumerate(names)}
+    ensemble = ensemble_metrics(ensemble_weights([], "mean"), stacked, gold, labels, config.labelling.temperature, threshold)
+    return {"model": config.model, "data": str(data), "stage": "zero-shot", "task": config.task.type, "teachers": per_teacher,
+            "ensemble": ensemble, "calibration_definitions": definitions(gold)}
 
 
 def predicted_probs(model_dir: Path, examples: Examples) -> torch.Tensor:
-    """[N, C] probabilities of a student (softmax) or a teachers folder (the ensemble at the labelling temperature)."""
+    """[N, C] probabilities of a student (softmax) or a teachers folder (the ensemble at the labelling
+    temperature); multi-label: independent per-label sigmoids."""
     stage = folder_stage(model_dir)
     manifest = read_manifest(model_dir, stage)
     config = config_from_json(manifest["config"])
+    multi_label = config.task.multi_label
     if stage == "student":
-        return torch.softmax(student_logits(model_dir, manifest, config, examples), -1)
+        logits = student_logits(model_dir, manifest, config, examples)
+        return torch.sigmoid(logits) if multi_label else torch.softmax(logits, -1)
     combined = teachers_ensemble(manifest, config).combine(teachers_logits(model_dir, manifest, config, examples))
+    if multi_label:
+        return maths.multi_label_soft_labels(combined, config.labelling.temperature)
     return maths.soft_labels(combined, config.labelling.temperature)
 
 
-def read_unlabelled(model_dir: Path, data: Path) -> tuple[list[str], Examples]:
-    """The labels of a student or teachers folder, and ``data`` read with the run's column mapping."""
+def read_unlabelled(model_dir: Path, data: Path) -> tuple[list[str], Examples, float | None]:
+    """The labels of a student or teachers folder, ``data`` read with the run's column mapping, and the
+    run's multi-label decision threshold (None: single-label)."""
     manifest = read_manifest(model_dir, folder_stage(model_dir))
-    labels = manifest["labels"]
-    return labels, read_examples(config_from_json(manifest["config"]), data, labels, labelled=False)
+    labels, config = manifest["labels"], config_from_json(manifest["config"])
+    return labels, read_examples(config, data, labels, labelled=False), decision_threshold(config)
 
 
 def predict(model_dir: Path, data: Path, output: Path) -> int:
-    """Write one JSON line per example: id, predicted label, and the probability of each label."""
-    labels, examples = read_unlabelled(model_dir, data)
+    """Write one JSON line per example: id, predicted label (multi-label: ``labels``, every label whose
+    probability reaches task.threshold), and the probability of each label."""
+    labels, examples, threshold = read_unlabelled(model_dir, data)
     probs = predicted_probs(model_dir, examples)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
     with tmp.open("w", encoding="utf-8") as handle:
         for example_id, row in zip(examples.ids, probs.tolist()):
-            best = max(range(len(labels)), key=row.__getitem__)
-            handle.write(json.dumps({"id": example_id, "label": labels[best],
-                                     "probs": dict(zip(labels, row))}, ensure_ascii=False) + "\n")
+            if threshold is None:
+                decided = {"label": labels[max(range(len(labels)), key=row.__getitem__)]}
+            else:
+                decided = {"labels": [label for label, p in zip(labels, row) if p >= threshold]}
+            handle.write(json.dumps({"id": example_id, **decided, "probs": dict(zip(labels, row))}, ensure_ascii=False) + "\n")
     tmp.replace(output)
     return len(examples)

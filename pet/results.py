@@ -15,13 +15,14 @@ import numpy as np
 
 from pet.io.artifacts import read_manifest
 from pet.io.config import RunConfig, config_from_json
-from pet.io.patterns import Pattern, Verbalizer, pattern_from_json, verbalizer_from_json
+from pet.io.patterns import MultiLabelVerbalizer, Pattern, Verbalizer, pattern_from_json, verbalizer_from_json
 
 
 @dataclass(frozen=True)
 class Prediction:
-    label: str
+    label: str | None  # the top label; None for a multi-label task (see ``labels``)
     probs: dict[str, float]
+    labels: tuple[str, ...] | None = None  # multi-label tasks: every label whose probability reaches task.threshold
 
 
 class StageResult:
@@ -59,14 +60,18 @@ class Predictor(StageResult):
     """A folder that classifies new text: a student, or a teachers folder (their ensemble)."""
 
     def predict_proba(self, data: Any) -> np.ndarray:
-        """[N, C] probabilities (columns in ``labels`` order) for texts, rows, a DataFrame, a Dataset or a file."""
+        """[N, C] probabilities (columns in ``labels`` order) for texts, rows, a DataFrame, a Dataset or a file
+        (multi-label tasks: independent per-label probabilities, rows need not sum to 1)."""
         from pet.evaluation import predicted_probs
 
         return predicted_probs(self.path, self._examples(data)).numpy()
 
     def predict(self, data: Any) -> list[Prediction]:
-        """The predicted label and the probability of each label, per example."""
-        labels = self.labels
+        """The predicted label (multi-label: labels) and the probability of each label, per example."""
+        labels, task = self.labels, self.config.task
+        if task.multi_label:
+            return [Prediction(None, dict(zip(labels, map(float, row))), tuple(l for l, p in zip(labels, row) if p >= task.threshold))
+                    for row in self.predict_proba(data)]
         return [Prediction(labels[int(row.argmax())], dict(zip(labels, map(float, row)))) for row in self.predict_proba(data)]
 
     def evaluate(self, data: Any) -> dict[str, Any]:
@@ -101,7 +106,7 @@ class Teachers(Predictor):
         return [pattern_from_json(p) for p in self.manifest["patterns"]]
 
     @property
-    def verbalizers(self) -> list[Verbalizer]:
+    def verbalizers(self) -> list[Verbalizer] | list[MultiLabelVerbalizer]:
         return [verbalizer_from_json(v) for v in self.manifest["verbalizers"]]
 
     def __len__(self) -> int:

@@ -18,7 +18,8 @@ from pet.io.patterns import Pattern, Segment, load_patterns, load_verbalizers, p
 PATTERN_FILES = sorted((REPO / "patterns").glob("*.yaml"))
 VERBALIZER_FILES = sorted((REPO / "verbalizers").glob("*.yaml"))
 TASKS = {"sentiment": ["negative", "positive"], "news": ["World", "Sports", "Business", "Sci/Tech"],
-         "nli": ["entailment", "not_entailment"]}
+         "nli": ["entailment", "not_entailment"], "aspects": ["food", "service", "price", "ambience"]}
+MULTI_LABEL = {"aspects"}  # files of multi-label tasks: patterns ask about {label}, verbalizers give yes/no words
 NLI_FIELDS = {"premise", "hypothesis"}
 
 
@@ -215,19 +216,20 @@ def test_shipped_patterns_load(path):
     for pattern in patterns:
         assert sum(s.kind == "mask" for s in pattern.segments) == 1
         assert pattern.shorten, f"{pattern.id}: nothing may be shortened"
-        expected_fields = NLI_FIELDS if path.stem == "nli" else {"text"}
+        expected_fields = NLI_FIELDS if path.stem == "nli" else {"text", "label"} if path.stem in MULTI_LABEL else {"text"}
         assert set(pattern.fields) == expected_fields, pattern.id
         assert "[MASK]" in pattern.render({f: "x" for f in pattern.fields})
 
 
 @pytest.mark.parametrize("path", VERBALIZER_FILES, ids=lambda p: p.stem)
 def test_shipped_verbalizers_load(path):
-    verbalizers = load_verbalizers(path)
+    verbalizers = load_verbalizers(path, multi_label=path.stem in MULTI_LABEL)
     raw_ids = [item["id"] for item in yaml.safe_load(path.read_text())["verbalizers"]]
     assert len(raw_ids) == len(set(raw_ids)) == len(verbalizers)
     for verbalizer in verbalizers:
         assert list(verbalizer.labels) == TASKS[path.stem]
-        assert all(verbalizer.words[label] for label in verbalizer.labels)
+        words = verbalizer.words
+        assert all(words[key] for key in (("yes", "no") if path.stem in MULTI_LABEL else verbalizer.labels))
 
 
 @pytest.mark.skipif(not SHARED_MODEL.exists(), reason="../shared/models/minilm-l6-mlm not present")
@@ -236,13 +238,15 @@ def test_shipped_words_are_single_tokens_in_every_pattern_context(task):
     from transformers import AutoTokenizer
 
     from pet.core.encoding import PatternEncoder, verbalizer_tokens, word_tokens_in_context
+    from pet.io.patterns import scored_verbalizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(SHARED_MODEL))
     for pattern in load_patterns(REPO / "patterns" / f"{task}.yaml"):
         encoder = PatternEncoder(pattern, tokenizer, 128)
         before, space = encoder.context_before_mask()
-        for verbalizer in load_verbalizers(REPO / "verbalizers" / f"{task}.yaml"):
+        for verbalizer in load_verbalizers(REPO / "verbalizers" / f"{task}.yaml", multi_label=task in MULTI_LABEL):
             tokens = verbalizer_tokens(verbalizer, encoder, "minilm")
+            verbalizer = scored_verbalizer(verbalizer)  # multi-label: the yes/no answer words
             for label, row in zip(verbalizer.labels, tokens.to_json()):
                 assert len(row) == len(verbalizer.words[label])
                 for word, token in zip(verbalizer.words[label], row):
@@ -372,6 +376,7 @@ def test_bpe_leading_space_changes_the_token(roberta_tokenizer):
 ])
 def test_pet_picks_the_in_context_form(roberta_tokenizer, template, spaced):
     from pet.core.encoding import PatternEncoder, verbalizer_tokens, word_tokens_in_context
+    from pet.io.patterns import scored_verbalizer
     from pet.io.patterns import Verbalizer
 
     tok = roberta_tokenizer

@@ -98,7 +98,7 @@ def test_soft_label_distribution_matches_the_manifest(reported):
         values = cells(row(reported["html"], "distribution", label))
         assert values[1] == str(count) and values[3] == "4"  # the labelled set has 4 of each label
     assert f"{stats['mean_agreement']:.4f}" in reported["html"]
-    assert "multi-label" in reported["html"]
+    assert "per_label_f1.png" not in reported["html"]  # single-label: confusion matrices, no per-label F1 bars
 
 
 def test_report_rewrites_an_existing_report(reported):

@@ -11,6 +11,12 @@ float64 so that the tests can compare against hand computations exactly.
 - **NLL**: the mean of -log softmax(z / T)_y, from the logits with log_softmax (never log(softmax),
   which underflows to -inf for confident wrong predictions).
 
+**Multi-label tasks** (gold given as label sets, logits [N, L] of independent decisions): each
+(example, label) decision is a binary prediction with probability sigmoid(d / T), which is exactly
+softmax over the two logits (0, d). ECE bins the confidences max(p, 1 - p) of all N x L decisions;
+Brier is the mean over decisions of (p - y)^2 (0 best, 1 worst); NLL the mean binary cross-entropy
+per decision; T* is fitted on the same decisions.
+
 **Temperature scaling** (Guo et al., 2017) fits a single T* > 0 that minimises the NLL of
 softmax(z / T*) on held-out labelled data. That T* is a *calibration* temperature; it has nothing to
 do with the *distillation* temperature (``labelling.temperature``, T = 2 by default) that softens the
@@ -37,8 +43,33 @@ DEFINITIONS = {
 }
 
 
+MULTI_LABEL_DEFINITIONS = {
+    "ece_bins": ECE_BINS,
+    "ece": "expected calibration error over 15 equal-width bins of the confidence max(p, 1 - p) of every (example, label) decision",
+    "brier": "binary Brier score: mean over (example, label) decisions of (p - y)^2; 0 best, 1 worst",
+    "nll": "mean binary cross-entropy per (example, label) decision, from the logits (logsigmoid)",
+}
+
+
 def _as_labels(labels: Any) -> torch.Tensor:
     return torch.as_tensor(labels, dtype=torch.long)
+
+
+def is_label_sets(gold: Any) -> bool:
+    """Whether gold labels are a multi-label task's label sets (tuples of indices) rather than class indices."""
+    return not isinstance(gold, torch.Tensor) and len(gold) > 0 and isinstance(gold[0], (tuple, list))
+
+
+def definitions(gold: Any) -> dict[str, Any]:
+    return MULTI_LABEL_DEFINITIONS if is_label_sets(gold) else DEFINITIONS
+
+
+def decision_view(logits: torch.Tensor, label_sets: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, L] decision logits and label sets as N x L binary predictions: logits (0, d) [N * L, 2] and 0/1 answers."""
+    from pet.core.multilabel import multi_hot
+
+    d = logits.double().reshape(-1)
+    return torch.stack([torch.zeros_like(d), d], -1), multi_hot(label_sets, logits.size(-1)).reshape(-1).long()
 
 
 def reliability_bins(probs: torch.Tensor, labels: Any, bins: int = ECE_BINS) -> list[dict[str, float]]:
@@ -88,7 +119,12 @@ def negative_log_likelihood(logits: torch.Tensor, labels: Any, temperature: floa
 
 
 def calibration_metrics(logits: torch.Tensor, labels: Any, temperature: float = 1.0) -> dict[str, float]:
-    """ECE, Brier score and NLL of softmax(z / T) against the gold labels."""
+    """ECE, Brier score and NLL of softmax(z / T) against the gold labels (label sets: of the decisions)."""
+    if is_label_sets(labels):
+        decisions, answers = decision_view(logits, labels)
+        probs = torch.softmax(decisions / temperature, dim=-1)
+        return {"ece": expected_calibration_error(probs, answers), "brier": float(((probs[:, 1] - answers) ** 2).mean()),
+                "nll": negative_log_likelihood(decisions, answers, temperature)}
     probs = torch.softmax(logits.double() / temperature, dim=-1)
     return {"ece": expected_calibration_error(probs, labels), "brier": brier_score(probs, labels),
             "nll": negative_log_likelihood(logits, labels, temperature)}
@@ -104,6 +140,8 @@ def fit_temperature(logits: torch.Tensor, labels: Any, bounds: tuple[float, floa
 
     if len(logits) == 0:
         raise ValueError("fitting a temperature needs at least one labelled example")
+    if is_label_sets(labels):
+        logits, labels = decision_view(logits, labels)
     logits, labels = logits.double(), _as_labels(labels)
     low, high = math.log(bounds[0]), math.log(bounds[1])
     found = minimize_scalar(lambda log_t: negative_log_likelihood(logits, labels, math.exp(log_t)),
@@ -111,10 +149,20 @@ def fit_temperature(logits: torch.Tensor, labels: Any, bounds: tuple[float, floa
     return float(math.exp(found.x))
 
 
-def prediction_metrics(gold: Any, logits: torch.Tensor, labels: list[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1 and the example count, plus ECE, Brier and NLL of softmax(z) (T = 1)."""
-    from pet.core.metrics import classification_metrics
+def prediction_metrics(gold: Any, logits: torch.Tensor, labels: list[str], threshold: float = 0.5) -> dict[str, Any]:
+    """Accuracy, macro-F1 and the example count, plus ECE, Brier and NLL of softmax(z) (T = 1).
 
+    Multi-label (gold label sets): subset accuracy, micro-/macro-F1 and per-label F1 of the
+    decisions sigmoid(d) >= ``threshold``, and the decisions' calibration.
+    """
+    from pet.core.metrics import classification_metrics, multi_label_metrics
+
+    if is_label_sets(gold):
+        from pet.core.multilabel import multi_hot
+
+        decided = torch.sigmoid(logits.double()) >= threshold
+        return {**multi_label_metrics(multi_hot(gold, logits.size(-1)), decided, labels), "threshold": threshold,
+                **calibration_metrics(logits, gold)}
     return {**classification_metrics(list(gold), logits.argmax(-1).tolist(), labels), **calibration_metrics(logits, gold)}
 
 

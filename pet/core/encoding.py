@@ -17,7 +17,7 @@ import torch
 
 from pet.io.data import Examples
 from pet.errors import PetError
-from pet.io.patterns import Pattern, Verbalizer
+from pet.io.patterns import MultiLabelVerbalizer, Pattern, Verbalizer, scored_verbalizer
 
 
 @dataclass(frozen=True)
@@ -327,7 +327,7 @@ def tokens_from_rows(rows: list[list[list[int]]], words: tuple[tuple[str, ...], 
     return VerbalizerTokens(ids, mask, words, token_mask, rule)
 
 
-def verbalizer_tokens(verbalizer: Verbalizer, encoder: PatternEncoder, model_name: str, multi_token: bool = False,
+def verbalizer_tokens(verbalizer: Verbalizer | MultiLabelVerbalizer, encoder: PatternEncoder, model_name: str, multi_token: bool = False,
                       rule: str = "mean") -> VerbalizerTokens:
     """Token ids of every label word in the pattern's mask context.
 
@@ -335,6 +335,7 @@ def verbalizer_tokens(verbalizer: Verbalizer, encoder: PatternEncoder, model_nam
     if any is, the result is in multi-token form (and the pattern needs ``num_masks`` masks), scored
     by ``rule`` (teachers.multi_token_rule).
     """
+    verbalizer = scored_verbalizer(verbalizer)  # a multi-label task scores its yes/no answer words
     tokenizer = encoder.tokenizer
     before, space = encoder.context_before_mask()
     at_start = encoder.starts_sequence(encoder.mask_index())

@@ -141,3 +141,50 @@ def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     flat_targets = targets.reshape(-1)
     total = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), flat_targets, ignore_index=-100, reduction="sum")
     return total / (flat_targets != -100).sum().clamp(min=1)
+
+
+# Multi-label tasks (README "Multi-label tasks"): one independent yes/no decision per label, whose
+# logit d is the yes score minus the no score at the mask. sigmoid(d) is exactly the "yes" share of
+# softmax over the two answers, so a label's probability never competes with another label's.
+
+
+def answer_logits(answer_scores: torch.Tensor) -> torch.Tensor:
+    """[..., 2] scores of the answers (no, yes) -> [...] decision logits d = yes - no."""
+    return answer_scores[..., 1] - answer_scores[..., 0]
+
+
+def decision_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of decisions on their logits (sigmoid and log fused, as BCEWithLogitsLoss),
+    summed over the labels of an example ([B, L]) and averaged over examples; [B] logits: the mean."""
+    losses = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
+    return losses.sum(-1).mean() if losses.dim() > 1 else losses.mean()
+
+
+def multi_label_soft_labels(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Independent per-label soft labels sigmoid(d / T)."""
+    if temperature <= 0:
+        raise ValueError("temperature must be positive")
+    return torch.sigmoid(logits / temperature)
+
+
+def multi_label_distillation_loss(student_logits: torch.Tensor, target_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """sum over labels of KL(Bernoulli(p) || Bernoulli(sigmoid(z / T))) * T^2, averaged over the batch.
+
+    The binary counterpart of :func:`distillation_loss`: p log(p/q) + (1 - p) log((1 - p)/(1 - q)),
+    with log q and log(1 - q) from logsigmoid (stable for large |z|) and xlogy for p in {0, 1}.
+    """
+    scaled = student_logits.float() / temperature
+    p = target_probs.float()
+    kl = torch.xlogy(p, p) + torch.xlogy(1 - p, 1 - p) - p * F.logsigmoid(scaled) - (1 - p) * F.logsigmoid(-scaled)
+    return kl.sum(-1).mean() * temperature**2
+
+
+def binary_entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of independent per-label probabilities [N, L], summed over labels -> [N]."""
+    return -(torch.xlogy(probs, probs) + torch.xlogy(1 - probs, 1 - probs)).sum(-1)
+
+
+def decision_agreement(teacher_logits: torch.Tensor, ensemble_decisions: torch.Tensor, threshold_logit: float) -> torch.Tensor:
+    """Share of (teacher, label) decisions equal to the ensemble's, per example: [K, N, L] -> [N]."""
+    votes = (teacher_logits >= threshold_logit) == ensemble_decisions.unsqueeze(0)
+    return votes.float().mean((0, 2))

@@ -71,7 +71,8 @@ class MlmMasker:
 
 def teacher_loss(scorer, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
                  mlm_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, mlm_weight: float) -> torch.Tensor:
-    """One stage-A step's loss: CE over class scores, mixed with the MLM loss when a batch is given.
+    """One stage-A step's loss: the scorer's training loss (CE over class scores; for multi-label
+    teachers BCE of the yes/no decisions), mixed with the MLM loss when a batch is given.
 
     The labelled rows and the masked unlabeled rows go through the encoder as one batch (padded to
     the longer of the two): the same values as two forward passes, since attention never looks at
@@ -79,7 +80,7 @@ def teacher_loss(scorer, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     small model's step time on a GPU.
     """
     if mlm_batch is None or mlm_weight == 0:
-        return maths.class_cross_entropy(scorer.class_scores(input_ids, attention_mask), labels)
+        return scorer.training_loss(scorer.class_scores(input_ids, attention_mask), labels)
     masked, masked_attention, targets = mlm_batch
     # Where the targets are is decided on the host (the masker's output stays on the CPU), so
     # finding them never makes a GPU stop and report back. No target at all selects nothing, and
@@ -93,7 +94,7 @@ def teacher_loss(scorer, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     both_ids = torch.cat([pad_columns(input_ids, length, scorer.pad_token_id), pad_columns(masked.to(device), length, scorer.pad_token_id)])
     both_attention = torch.cat([pad_columns(attention_mask, length, 0), pad_columns(masked_attention.to(device), length, 0)])
     at_masks, at_targets = scorer.logits_at(both_ids, both_attention, scorer.mask_positions(input_ids), (target_rows, target_cols))
-    ce = maths.class_cross_entropy(scorer.scores_from_mask_logits(at_masks), labels)
+    ce = scorer.training_loss(scorer.scores_from_mask_logits(at_masks), labels)
     return maths.mixed_loss(ce, maths.masked_lm_loss(at_targets, target_ids), mlm_weight)
 
 

@@ -162,8 +162,13 @@ def check_classifier_labels(name: str, labels: list[str], trust_remote_code: boo
         )
 
 
-def load_classifier(name: str, labels: list[str], device: torch.device, trust_remote_code: bool = False):
-    """A sequence classifier with this run's label names, so the saved folder is self-describing."""
+def load_classifier(name: str, labels: list[str], device: torch.device, trust_remote_code: bool = False,
+                    multi_label: bool = False):
+    """A sequence classifier with this run's label names, so the saved folder is self-describing.
+
+    ``multi_label``: problem_type "multi_label_classification", so that transformers' own pipeline
+    (``pipeline("text-classification", model=folder, top_k=None)``) applies a sigmoid per label.
+    """
     from transformers import AutoModelForSequenceClassification
 
     quiet_transformers()
@@ -180,7 +185,7 @@ def load_classifier(name: str, labels: list[str], device: torch.device, trust_re
         )
     except Exception as err:
         raise PetError(f"cannot load a sequence classifier from '{name}': {first_line(err)}") from None
-    model.config.problem_type = "single_label_classification"
+    model.config.problem_type = "multi_label_classification" if multi_label else "single_label_classification"
     return model.to(device)
 
 

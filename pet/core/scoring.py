@@ -254,6 +254,10 @@ class MaskedLMScorer:
     def class_scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.scores_from_mask_logits(self.mask_logits(input_ids, attention_mask))
 
+    def training_loss(self, scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """A teacher's training objective: cross-entropy of the gold class over the class scores."""
+        return maths.class_cross_entropy(scores, labels)
+
     def scores_from_mask_logits(self, mask_logits: torch.Tensor) -> torch.Tensor:
         """[B, C] class scores from the vocabulary logits at the mask slot(s): the training form, one
         pass with M masks (for the "pet" rule, PET's train_step; its inference form is :meth:`score`)."""

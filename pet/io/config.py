@@ -28,6 +28,18 @@ class DataConfig(Strict):
     label_column: str = "label"
 
 
+class TaskConfig(Strict):
+    # single_label: each example has one label (a text in the label column); multi_label: any number
+    # (a list in the label column), one yes/no decision per label (README "Multi-label tasks")
+    type: Literal["single_label", "multi_label"] = "single_label"
+    threshold: float = Field(default=0.5, gt=0.0, lt=1.0)  # multi_label: a label is predicted when its probability is at least this
+    allow_empty: bool = True  # multi_label: an example may have an empty label list (none of the labels applies)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.type == "multi_label"
+
+
 class SourceConfig(Strict):
     file: Path
     ids: list[str] | None = None  # None: every pattern (or verbalizer) in the file
@@ -99,6 +111,7 @@ class RuntimeConfig(Strict):
 class RunConfig(Strict):
     model: str  # a masked LM: a local folder or a Hugging Face Hub id
     data: DataConfig
+    task: TaskConfig = Field(default_factory=TaskConfig)
     patterns: SourceConfig
     verbalizers: SourceConfig
     teachers: TeachersConfig = Field(default_factory=TeachersConfig)
@@ -109,6 +122,19 @@ class RunConfig(Strict):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def decision_threshold(config: RunConfig) -> float | None:
+    """A multi-label task's decision threshold (task.threshold); None for single-label tasks, which take the top class."""
+    return config.task.threshold if config.task.multi_label else None
+
+
+def task_reads(config: RunConfig) -> dict[str, Any]:
+    """The task settings, for multi-label runs only: single-label runs read none, so their fingerprints
+    are the ones they had before multi-label tasks existed."""
+    if not config.task.multi_label:
+        return {}
+    return {f"task.{key}": value for key, value in config.task.model_dump(mode="json").items()}
 
 
 def parse_overrides(args: list[str]) -> dict[str, Any]:

@@ -21,11 +21,14 @@ BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".p
 
 @dataclass
 class Examples:
-    """A batch of examples in column form: ids, the text of each pattern field, and class indices."""
+    """A batch of examples in column form: ids, the text of each pattern field, and class indices
+    (single-label tasks: one per example) or label sets (multi-label tasks: the indices of every
+    label that applies, possibly none)."""
 
     ids: list[str]
     fields: dict[str, list[str]]
     labels: list[int] | None = None
+    label_sets: list[tuple[int, ...]] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -35,7 +38,13 @@ class Examples:
             ids=[self.ids[i] for i in indices],
             fields={name: [values[i] for i in indices] for name, values in self.fields.items()},
             labels=None if self.labels is None else [self.labels[i] for i in indices],
+            label_sets=None if self.label_sets is None else [self.label_sets[i] for i in indices],
         )
+
+    @property
+    def gold(self) -> list[int] | list[tuple[int, ...]] | None:
+        """The gold labels, whichever kind the task has: class indices, or label sets."""
+        return self.label_sets if self.label_sets is not None else self.labels
 
 
 ROLE_KEYS = {"labelled": "data.train", "unlabeled": "data.unlabeled", "test": "data.test"}
@@ -133,7 +142,8 @@ class Table:
     """One data file, validated against the run's fields and labels, read in chunks on demand."""
 
     def __init__(self, path: Path, role: str, fields: dict[str, str], id_column: str,
-                 label_column: str | None, labels: Sequence[str] | None, allow_empty: bool = False):
+                 label_column: str | None, labels: Sequence[str] | None, allow_empty: bool = False,
+                 multi_label: "MultiLabelRule | None" = None):
         self.path, self.role, self.fields = path, role, dict(fields)
         self.dataset = open_dataset(path, role)
         if len(self.dataset) == 0 and not allow_empty:
@@ -142,6 +152,7 @@ class Table:
         self.id_column = id_column if id_column in self.dataset.column_names else None
         self.label_column = label_column
         self.label_index = {name: i for i, name in enumerate(labels)} if labels is not None else None
+        self.multi_label = multi_label  # None: single-label (one label per row)
         self._check_ids()
 
     def __len__(self) -> int:
@@ -204,21 +215,55 @@ class Table:
                     shown = "missing" if value is None else f"not text ({type(value).__name__})"
                     raise PetError(f"{self.path}: example '{ids[i]}': column '{column}' is {shown}; give it a text or remove the row")
             fields[name] = list(values)
-        labels = None
-        if self.label_column and self.label_index is not None:
-            labels = []
-            for i, value in enumerate(rows[self.label_column]):
-                key = str(value) if value is not None and not isinstance(value, bool) else value
-                if key not in self.label_index:
-                    valid = ", ".join(self.label_index)
-                    raise PetError(f"{self.path}: example '{ids[i]}' has label {value!r}, which the verbalizer does not define (labels: {valid})")
-                labels.append(self.label_index[key])
-        return Examples(ids, fields, labels)
+        if not (self.label_column and self.label_index is not None):
+            return Examples(ids, fields)
+        values = rows[self.label_column]
+        if self.multi_label is not None:
+            return Examples(ids, fields, label_sets=[self._label_set(ids[i], value) for i, value in enumerate(values)])
+        return Examples(ids, fields, [self._label(ids[i], value) for i, value in enumerate(values)])
+
+    def _label(self, example_id: str, value) -> int:
+        if isinstance(value, (list, tuple)):
+            raise PetError(f"{self.path}: example '{example_id}' has a list of labels {list(value)!r}, but the task is "
+                           f"single-label; give one label, or set task.type: multi_label in the run config")
+        return self._index(example_id, value)
+
+    def _index(self, example_id: str, value) -> int:
+        key = str(value) if value is not None and not isinstance(value, bool) else value
+        if key not in self.label_index:
+            valid = ", ".join(self.label_index)
+            raise PetError(f"{self.path}: example '{example_id}' has label {value!r}, which the verbalizer does not define (labels: {valid})")
+        return self.label_index[key]
+
+    def _label_set(self, example_id: str, value) -> tuple[int, ...]:
+        """The sorted label indices of a multi-label row: a list (JSON Lines, Parquet) of known labels."""
+        if not isinstance(value, (list, tuple)):
+            shown = "missing" if value is None else repr(value)
+            raise PetError(f"{self.path}: example '{example_id}' has label {shown}, but the task is multi-label: give a "
+                           f"list of labels, e.g. [\"a\", \"b\"] (or [] for none), in a .jsonl or .parquet file")
+        if not value and not self.multi_label.allow_empty:
+            raise PetError(f"{self.path}: example '{example_id}' has an empty label list, and task.allow_empty is false; "
+                           f"give it at least one label, or set task.allow_empty: true")
+        indices = [self._index(example_id, item) for item in value]
+        if len(set(indices)) != len(indices):
+            repeated = next(item for item in value if list(value).count(item) > 1)
+            raise PetError(f"{self.path}: example '{example_id}' lists label {repeated!r} twice; list each label once")
+        return tuple(sorted(indices))
+
+
+@dataclass(frozen=True)
+class MultiLabelRule:
+    """How a multi-label task's label lists are read (from the run config's ``task`` section)."""
+
+    allow_empty: bool = True  # an empty list: none of the labels applies
 
 
 def check_label_coverage(examples: Examples, labels: Sequence[str], path: Path, verbalizer_file: Path) -> None:
     """Every verbalizer label should occur in the labelled set: otherwise that class is never trained."""
-    present = set(examples.labels or [])
+    if examples.label_sets is not None:
+        present = {index for label_set in examples.label_sets for index in label_set}
+    else:
+        present = set(examples.labels or [])
     missing = [label for i, label in enumerate(labels) if i not in present]
     if missing:
         raise PetError(
@@ -230,4 +275,10 @@ def check_label_coverage(examples: Examples, labels: Sequence[str], path: Path, 
 def open_table(config, path: Path, role: str, labels: tuple[str, ...] | None, labelled: bool) -> Table:
     """A data file of a run, read with the run config's (``RunConfig``) column mapping."""
     data = config.data
-    return Table(path, role, data.fields, data.id_column, data.label_column if labelled else None, labels if labelled else None)
+    return Table(path, role, data.fields, data.id_column, data.label_column if labelled else None, labels if labelled else None,
+                 multi_label=multi_label_rule(config))
+
+
+def multi_label_rule(config) -> MultiLabelRule | None:
+    """The label-list rule of a multi-label run config, or None for a single-label one."""
+    return MultiLabelRule(config.task.allow_empty) if config.task.multi_label else None

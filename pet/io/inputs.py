@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import yaml
 
 from pet.errors import PetError
-from pet.io.patterns import Pattern, PatternFile, Verbalizer, VerbalizerFile
+from pet.io.patterns import MultiLabelVerbalizer, Pattern, PatternFile, Verbalizer, VerbalizerFile
 from pet.io.yamlfile import validate
 
 INPUTS = "inputs"
@@ -93,7 +93,9 @@ def data_rows(data: Any, role: str, text_column: str) -> Iterator[dict[str, Any]
 
 
 def jsonable(value: Any) -> Any:
-    """numpy scalars and similar (DataFrame cells) as plain Python values."""
+    """numpy scalars and arrays (DataFrame cells, e.g. a multi-label row's labels) as plain Python values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
     item = getattr(value, "item", None)
     return item() if callable(item) else str(value)
 
@@ -140,14 +142,16 @@ def verbalizers_file(verbalizers: Any, writer: InputWriter) -> Path:
         return as_path(verbalizers)
     if isinstance(verbalizers, str):
         return yaml_text_file(verbalizers, "verbalizers", VerbalizerFile, writer)
-    items: Sequence[Verbalizer] = [verbalizers] if isinstance(verbalizers, Verbalizer) else list(verbalizers)
-    if not items or not all(isinstance(v, Verbalizer) for v in items):
-        raise PetError("verbalizers: give a YAML file, YAML text, or a list of pet.Verbalizer objects (at least one)")
+    kinds = (Verbalizer, MultiLabelVerbalizer)
+    items: Sequence[Verbalizer | MultiLabelVerbalizer] = [verbalizers] if isinstance(verbalizers, kinds) else list(verbalizers)
+    if not items or not all(isinstance(v, kinds) for v in items):
+        raise PetError("verbalizers: give a YAML file, YAML text, or a list of pet.Verbalizer (or pet.MultiLabelVerbalizer) "
+                       "objects (at least one)")
     labels = items[0].labels
     for other in items[1:]:
         if other.labels != labels:
             raise PetError(f"verbalizer '{other.id}': labels ({', '.join(other.labels)}) differ from verbalizer "
                            f"'{items[0].id}' ({', '.join(labels)}); every verbalizer of a run has the same labels in the same order")
-    body = [{k: v for k, v in item.to_json().items() if k != "labels"} for item in items]
+    body = [{k: v for k, v in item.to_json().items() if k not in ("labels", "kind")} for item in items]
     text = yaml.safe_dump({"labels": list(labels), "verbalizers": body}, allow_unicode=True, sort_keys=False)
     return writer.write("verbalizers", ".yaml", [text])

@@ -20,6 +20,8 @@ from pet.errors import PetError
 from pet.io.yamlfile import Strict, load_model
 
 MASK = "mask"
+LABEL = "label"  # multi-label patterns: where the label being asked about is written
+YES, NO = "yes", "no"  # multi-label verbalizers: the words of the two answers
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -42,13 +44,17 @@ class VerbalizerSpec(Strict):
     id: str
     name: str | None = None
     words: dict[str, list[str] | str]
+    # multi-label tasks: how each label reads in a pattern's {label} (default: the label's name)
+    label_text: dict[str, str] | None = None
 
     @field_validator("words", mode="before")
     @classmethod
     def _int_labels_as_text(cls, value: object) -> object:
-        # As for VerbalizerFile.labels: a label written 0 or 1 is the name "0" or "1".
+        # As for VerbalizerFile.labels: a label written 0 or 1 is the name "0" or "1". A multi-label
+        # verbalizer's bare `yes:` / `no:` keys are booleans in YAML 1.1: read them back as the words.
         if isinstance(value, dict):
-            return {str(k) if isinstance(k, int) and not isinstance(k, bool) else k: v for k, v in value.items()}
+            return {(YES if k else NO) if isinstance(k, bool) else str(k) if isinstance(k, int) else k: v
+                    for k, v in value.items()}
         return value
 
     @field_validator("words")
@@ -183,6 +189,64 @@ class Verbalizer:
         return {"id": self.id, "name": self.name, "labels": list(self.labels), "words": {k: list(v) for k, v in self.words.items()}}
 
 
+@dataclass(frozen=True)
+class MultiLabelVerbalizer:
+    """The answer words of a multi-label task's yes/no question, asked once per label.
+
+    ``MultiLabelVerbalizer("yes-no", ("food", "price"), {"yes": "Yes", "no": "No"})``: each example
+    is asked, for every label, a pattern with ``{label}`` filled by ``label_text[label]`` (default:
+    the label's name); the label's logit is the yes score minus the no score at the mask, and its
+    probability the sigmoid of that. ``answers`` is that yes/no decision as a two-class Verbalizer
+    (class 0 "no", class 1 "yes"), which is what is tokenized and scored.
+    """
+
+    id: str
+    labels: tuple[str, ...]
+    words: Mapping[str, Sequence[str] | str]
+    label_text: Mapping[str, str] | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        where = f"verbalizer '{self.id}'"
+        check_id(self.id, where)
+        labels = tuple(self.labels)
+        if len(labels) < 2:
+            raise PetError(f"{where}: needs at least two labels, got {len(labels)}")
+        if len(set(labels)) != len(labels):
+            duplicate = next(label for label in labels if labels.count(label) > 1)
+            raise PetError(f"{where}: label '{duplicate}' is listed twice in labels")
+        keys = set(self.words)
+        if keys != {YES, NO}:
+            given = ", ".join(map(str, self.words)) or "none"
+            raise PetError(f"{where}: a multi-label verbalizer gives the words of the two answers to \"does this label "
+                           f"apply?\", words: {{yes: [...], no: [...]}}; got keys {given}")
+        _, answers = checked_words(self.id, (NO, YES), dict(self.words), where)
+        texts = dict(self.label_text or {})
+        unknown = [label for label in texts if label not in labels]
+        if unknown:
+            raise PetError(f"{where}: label_text names '{unknown[0]}', which is not in labels ({', '.join(labels)})")
+        for label, text in texts.items():
+            if not isinstance(text, str) or not text.strip():
+                raise PetError(f"{where}: label_text of '{label}' is empty; give the words a pattern's {{label}} should read")
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "words", answers)
+        object.__setattr__(self, "label_text", {label: texts.get(label, label).strip() for label in labels})
+
+    @property
+    def answers(self) -> Verbalizer:
+        """The yes/no decision as a two-class verbalizer: class 0 is "no", class 1 is "yes"."""
+        return Verbalizer(self.id, (NO, YES), dict(self.words), self.name)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "name": self.name, "kind": "multi_label", "labels": list(self.labels),
+                "words": {k: list(v) for k, v in self.words.items()}, "label_text": dict(self.label_text)}
+
+
+def scored_verbalizer(verbalizer: "Verbalizer | MultiLabelVerbalizer") -> Verbalizer:
+    """The verbalizer whose words are scored at the mask: the label words, or a multi-label task's yes/no answers."""
+    return verbalizer.answers if isinstance(verbalizer, MultiLabelVerbalizer) else verbalizer
+
+
 def parse_template(template: str, where: str) -> tuple[Segment, ...]:
     """Split a template into segments, moving whitespace before a placeholder onto that placeholder.
 
@@ -288,12 +352,22 @@ def parse_patterns(spec: PatternFile, source: Path | str, ids: list[str] | None 
     return select(unique(patterns, source, "pattern"), ids, source, "pattern")
 
 
-def parse_verbalizers(spec: VerbalizerFile, source: Path | str, ids: list[str] | None = None) -> list[Verbalizer]:
+def parse_verbalizers(spec: VerbalizerFile, source: Path | str, ids: list[str] | None = None,
+                      multi_label: bool = False) -> list[Verbalizer] | list[MultiLabelVerbalizer]:
+    """The file's verbalizers: label words per label, or (``multi_label``) yes/no answer words."""
     labels = tuple(spec.labels)
     if len(set(labels)) != len(labels):
         duplicate = next(label for label in labels if labels.count(label) > 1)
         raise PetError(f"{source}: label '{duplicate}' is listed twice in labels")
-    verbalizers = [in_file(source, lambda item=item: Verbalizer(item.id, labels, item.words, item.name)) for item in spec.verbalizers]
+    if multi_label:
+        build = lambda item: MultiLabelVerbalizer(item.id, labels, item.words, item.label_text, item.name)  # noqa: E731
+    else:
+        build = lambda item: Verbalizer(item.id, labels, item.words, item.name)  # noqa: E731
+        with_texts = next((item.id for item in spec.verbalizers if item.label_text is not None), None)
+        if with_texts is not None:
+            raise PetError(f"{source}: verbalizer '{with_texts}': label_text is for multi-label tasks; "
+                           f"set task.type: multi_label in the run config, or remove it")
+    verbalizers = [in_file(source, lambda item=item: build(item)) for item in spec.verbalizers]
     return select(unique(verbalizers, source, "verbalizer"), ids, source, "verbalizer")
 
 
@@ -301,8 +375,8 @@ def load_patterns(path: Path, ids: list[str] | None = None) -> list[Pattern]:
     return parse_patterns(load_model(path, PatternFile, "patterns"), path, ids)
 
 
-def load_verbalizers(path: Path, ids: list[str] | None = None) -> list[Verbalizer]:
-    return parse_verbalizers(load_model(path, VerbalizerFile, "verbalizers"), path, ids)
+def load_verbalizers(path: Path, ids: list[str] | None = None, multi_label: bool = False) -> list[Verbalizer] | list[MultiLabelVerbalizer]:
+    return parse_verbalizers(load_model(path, VerbalizerFile, "verbalizers"), path, ids, multi_label)
 
 
 def select(items: list, ids: list[str] | None, path: Path, what: str) -> list:
@@ -332,5 +406,8 @@ def pattern_from_json(data: dict) -> Pattern:
                    tuple(data.get("strip_final_punctuation", ())), data.get("second_segment"))
 
 
-def verbalizer_from_json(data: dict) -> Verbalizer:
+def verbalizer_from_json(data: dict) -> Verbalizer | MultiLabelVerbalizer:
+    if data.get("kind") == "multi_label":
+        return MultiLabelVerbalizer(data["id"], tuple(data["labels"]), {k: tuple(v) for k, v in data["words"].items()},
+                                    data.get("label_text"), data.get("name"))
     return Verbalizer(data["id"], tuple(data["labels"]), {k: tuple(v) for k, v in data["words"].items()}, data.get("name"))

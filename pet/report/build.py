@@ -17,7 +17,8 @@ import numpy as np
 from pet.errors import PetError
 from pet.io.artifacts import atomic_dir
 from pet.report.page import Formatted, document, image, key_values, notes, side_by_side, table
-from pet.report.plots import draw_confusion, draw_losses, draw_reliability, draw_soft_labels, draw_teacher_accuracy, share
+from pet.report.plots import (draw_confusion, draw_losses, draw_per_label_f1, draw_reliability, draw_soft_labels,
+                              draw_teacher_accuracy, share)
 from pet.report.collect import RunData, collect
 
 REPORT = "report"
@@ -48,15 +49,12 @@ def write_report(run: Path) -> Path:
     with atomic_dir(run / REPORT) as folder:
         sections = [("Run", run_section(data)), ("Teachers", teachers_section(data, folder)),
                     ("Soft labels", soft_labels_section(data, folder)), ("Test set", test_section(data, folder)),
-                    ("Training losses", losses_section(data, folder)), ("Notes", notes(data.notes + [MULTI_LABEL]))]
+                    ("Training losses", losses_section(data, folder)), ("Notes", notes(data.notes))]
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         version = data.teachers.get("versions", {}).get("pet", "?")
         html = document(f"PET run report: {run.name}", f"{run.resolve()} · written {stamp} · pet {version}", sections)
         (folder / INDEX).write_text(html, encoding="utf-8")
     return run / REPORT / INDEX
-
-
-MULTI_LABEL = "per-label F1 bars are not drawn: pet has no multi-label runs yet (every run here is single-label)"
 
 
 # --- run: config and timings -------------------------------------------------------------------------
@@ -105,18 +103,23 @@ def teachers_section(data: RunData, folder: Path) -> str:
     rows, before, after, test_accuracy = [], [], [], []
     for k, (entry, record) in enumerate(zip(entries, data.records)):
         metrics = record.get("metrics", {})
-        accuracy = test.get("teachers", {}).get(entry["name"])
+        accuracy = (test.get("teachers_metrics", {}).get(entry["name"], {}).get("micro_f1") if data.multi_label
+                    else test.get("teachers", {}).get(entry["name"]))
         ece = test.get("teachers_calibration", {}).get(entry["name"], {}).get("ece")
         before.append(metrics.get("train_accuracy_before"))
         after.append(metrics.get("train_accuracy_after"))
         test_accuracy.append(accuracy)
         rows.append([entry["name"], entry["pattern"], entry["verbalizer"], entry["seed"], entry.get("generation", 0),
                      entry.get("weight"), None if normalised is None else normalised[k], before[-1], after[-1], accuracy, ece])
+    figure_name = "micro-F1" if data.multi_label else "acc."
     header = ["teacher", "pattern", "verbalizer", "seed", "generation", "weight", "normalised weight",
-              "labelled acc. before", "labelled acc. after", "test accuracy", "test ECE"]
-    figure = draw_teacher_accuracy(folder / "teachers.png", [e["name"] for e in entries], before, after, test_accuracy)
-    legend = ("<p class=\"legend\">weight: the teacher's accuracy on the labelled set before training (PET's wmean weight); "
-              "normalised weight: as stage B used it (none for the uniform mean). Test accuracy and ECE from the labels manifest.</p>")
+              f"labelled {figure_name} before", f"labelled {figure_name} after",
+              "test micro-F1" if data.multi_label else "test accuracy", "test ECE"]
+    figure = draw_teacher_accuracy(folder / "teachers.png", [e["name"] for e in entries], before, after, test_accuracy,
+                                   "micro-F1" if data.multi_label else "accuracy")
+    measured = ("micro-F1 of its yes/no decisions (multi-label)" if data.multi_label else "accuracy")
+    legend = (f"<p class=\"legend\">weight: the teacher's {measured} on the labelled set before training (PET's wmean weight); "
+              "normalised weight: as stage B used it (none for the uniform mean). Test figures and ECE from the labels manifest.</p>")
     return table(header, rows, "teachers", [e["name"] for e in entries]) + legend + image(figure, "teacher accuracy")
 
 
@@ -126,19 +129,30 @@ def soft_labels_section(data: RunData, folder: Path) -> str:
     if data.soft is None or data.soft_rows is None:
         return notes(["stage B has not run: no soft labels"])
     stats, rows = data.soft["statistics"], data.soft_rows
-    predicted = [int(np.sum(rows["label"] == label)) for label in data.labels]
+    if data.multi_label:  # each row's label is a list: count the rows that carry each label
+        predicted = [sum(label in row for row in rows["label"]) for label in data.labels]
+    else:
+        predicted = [int(np.sum(rows["label"] == label)) for label in data.labels]
     labelled = None if data.train_counts is None else [data.train_counts[label] for label in data.labels]
     confidence = float(rows["confidence"].mean()) if len(rows["confidence"]) else None
     summary = key_values([("soft labels", stats["examples"]), ("temperature T", data.soft["temperature"]),
                           ("mean confidence", four(confidence)), ("mean agreement", four(stats["mean_agreement"])),
                           ("mean entropy (nats)", four(stats["mean_entropy"]))])
+    if data.multi_label:  # a row can carry several labels: the share of rows that carry each one
+        total_labelled = int(data.teachers.get("labelled_examples") or 0)
+        predicted_share = np.asarray(predicted, dtype=np.float64) / max(len(rows["label"]), 1)
+        labelled_share = None if labelled is None else np.asarray(labelled, dtype=np.float64) / max(total_labelled, 1)
+        shares = ("share of texts", "share of examples")
+    else:
+        predicted_share, labelled_share = share(predicted), None if labelled is None else share(labelled)
+        shares = ("share", "share")
     distribution = table(
-        ["label", "predicted (soft labels)", "share", "labelled set (gold)", "share"],
-        [[label, predicted[i], float(share(predicted)[i]),
-          None if labelled is None else labelled[i], None if labelled is None else float(share(labelled)[i])]
+        ["label", "predicted (soft labels)", shares[0], "labelled set (gold)", shares[1]],
+        [[label, predicted[i], float(predicted_share[i]),
+          None if labelled is None else labelled[i], None if labelled is None else float(labelled_share[i])]
          for i, label in enumerate(data.labels)], "distribution", data.labels)
     figure = draw_soft_labels(folder / "soft_labels.png", rows["confidence"], rows["agreement"], data.labels,
-                               predicted, labelled, len(data.teachers["teachers"]))
+                               predicted_share, labelled_share, len(data.teachers["teachers"]), data.multi_label)
     return side_by_side(summary, distribution) + image(figure, "soft labels")
 
 
@@ -166,6 +180,8 @@ def test_section(data: RunData, folder: Path) -> str:
     if data.test is None:
         return notes(["no test set: " + ("data.test is not set in the run config" if data.config.data.test is None
                                               else "it could not be scored (see Notes)")])
+    if data.multi_label:
+        return multi_label_test_section(data, folder)
     import torch
 
     from pet.core.calibration import prediction_metrics, reliability_bins
@@ -188,6 +204,35 @@ def test_section(data: RunData, folder: Path) -> str:
     confusion = draw_confusion(folder / "confusion.png", matrices, data.labels)
     return (metrics + legend + "<h3>Reliability diagrams</h3>" + image(reliability, "reliability diagrams")
             + "<h3>Confusion matrices</h3>" + image(confusion, "confusion matrices"))
+
+
+def multi_label_test_section(data: RunData, folder: Path) -> str:
+    """Multi-label runs: subset accuracy, micro-/macro-F1 and calibration of every model, reliability
+    diagrams over all (example, label) decisions, and per-label F1 bars instead of confusion matrices."""
+    import torch
+
+    from pet.core.calibration import decision_view, prediction_metrics, reliability_bins
+
+    gold, models, threshold = data.test.gold.tolist(), scored_models(data), data.config.task.threshold
+    rows, panels, per_label = [], [], []
+    for model in models:
+        logits = torch.from_numpy(model.logits).double() / model.temperature
+        m = prediction_metrics(gold, logits, data.labels, threshold)
+        rows.append([model.name, m["subset_accuracy"], m["micro_f1"], m["macro_f1"], m["ece"], m["brier"], m["nll"], m["examples"]])
+        decisions, answers = decision_view(logits, gold)
+        panels.append((model.name, reliability_bins(torch.softmax(decisions, -1), answers), m["ece"]))
+        if model.temperature == 1.0:
+            per_label.append((model.name, [m["per_label_f1"][label] for label in data.labels]))
+    metrics = table(["model", "subset accuracy", "micro-F1", "macro-F1", "ECE", "Brier", "NLL", "examples"], rows, "test",
+                    [m.name for m in models])
+    legend = (f"<p class=\"legend\">Scored afresh on {escape(str(data.test.path))} with the stored models; a label is predicted "
+              f"when sigmoid(d / T) is at least {threshold:g}. Subset accuracy: every label of an example right. ECE: 15 "
+              "equal-width bins of the confidence of every (example, label) decision; Brier: mean over decisions of (p - y)^2 "
+              "(0 best, 1 worst); NLL: mean binary cross-entropy per decision.</p>")
+    reliability = draw_reliability(folder / "reliability.png", panels)
+    bars = draw_per_label_f1(folder / "per_label_f1.png", per_label, data.labels)
+    return (metrics + legend + "<h3>Reliability diagrams (every example x label decision)</h3>" + image(reliability, "reliability diagrams")
+            + "<h3>Per-label F1</h3>" + image(bars, "per-label F1"))
 
 
 def confusion_matrix(gold: list[int], predicted: np.ndarray, classes: int) -> np.ndarray:

@@ -22,7 +22,8 @@ from pet.io.config import RunConfig, config_from_json
 
 @dataclass
 class TestScores:
-    """Class logits on data.test: [K, N, C] per teacher, [N, C] for the ensemble and the student."""
+    """Class logits on data.test: [K, N, C] per teacher, [N, C] for the ensemble and the student
+    (multi-label: decision logits [.., N, L], and ``gold`` an object array of label-set tuples)."""
 
     path: Path
     gold: np.ndarray
@@ -44,6 +45,10 @@ class RunData:
     train_counts: dict[str, int] | None = None  # gold label counts of data.train
     test: TestScores | None = None
     notes: list[str] = field(default_factory=list)  # what could not be shown, and why
+
+    @property
+    def multi_label(self) -> bool:
+        return self.config.task.multi_label
 
 
 def finished(folder: Path, stage: str) -> dict[str, Any] | None:
@@ -88,7 +93,10 @@ def read_soft_rows(path: Path) -> dict[str, np.ndarray]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(str(path), columns=["label", "confidence", "agreement"]).to_pydict()
-    return {"label": np.asarray(table["label"], dtype=object),
+    # a multi-label run's label column holds a list of labels per row
+    labels = np.empty(len(table["label"]), dtype=object)
+    labels[:] = table["label"]
+    return {"label": labels,
             "confidence": np.asarray(table["confidence"], dtype=np.float64),
             "agreement": np.asarray(table["agreement"], dtype=np.float64)}
 
@@ -99,8 +107,21 @@ def train_label_counts(config: RunConfig, labels: list[str]) -> dict[str, int] |
 
     if config.data.train is None:
         return None
-    counts = Counter(open_table(config, config.data.train, "labelled", tuple(labels), labelled=True).read_all().labels)
+    examples = open_table(config, config.data.train, "labelled", tuple(labels), labelled=True).read_all()
+    if examples.label_sets is not None:  # multi-label: examples that carry each label
+        counts = Counter(index for label_set in examples.label_sets for index in label_set)
+    else:
+        counts = Counter(examples.labels)
     return {label: counts.get(i, 0) for i, label in enumerate(labels)}
+
+
+def gold_array(gold: list) -> np.ndarray:
+    """Class indices as an int array; multi-label label sets as an object array of tuples (``tolist`` gives them back)."""
+    if gold and isinstance(gold[0], tuple):
+        out = np.empty(len(gold), dtype=object)
+        out[:] = gold
+        return out
+    return np.asarray(gold)
 
 
 def score_test_set(data: RunData) -> TestScores:
@@ -109,7 +130,7 @@ def score_test_set(data: RunData) -> TestScores:
 
     config = config_from_json((data.soft or data.teachers)["config"])  # the settings stage B scored with
     examples = read_examples(config, config.data.test, data.labels, labelled=True)
-    scores = TestScores(config.data.test, np.asarray(examples.labels))
+    scores = TestScores(config.data.test, gold_array(examples.gold))
     logits = teachers_logits(data.run / "teachers", data.teachers, config, examples)
     scores.teachers = logits.detach().float().numpy()
     scores.ensemble = teachers_ensemble(data.teachers, config).combine(logits).detach().float().numpy()

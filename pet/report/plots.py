@@ -42,7 +42,7 @@ def grid(count: int, panel: float = 3.2):
 
 
 def draw_teacher_accuracy(path: Path, names: list[str], before: list[float | None], after: list[float | None],
-                     test: list[float | None]) -> str:
+                     test: list[float | None], metric: str = "accuracy") -> str:
     """Grouped bars: each teacher's labelled-set accuracy before and after training, and on the test set."""
     fig = figure(max(6.0, 1.3 * len(names) + 2), 3.2)
     ax = fig.subplots()
@@ -54,30 +54,36 @@ def draw_teacher_accuracy(path: Path, names: list[str], before: list[float | Non
             ax.bar(x + offset, heights, 0.27, label=label, color=colour)
     ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel(metric)
     fig.legend(fontsize=8, loc="outside upper center", ncol=3, frameon=False)
     return save(fig, path)
 
 
 def draw_soft_labels(path: Path, confidence: np.ndarray, agreement: np.ndarray, labels: list[str],
-                predicted: Sequence[int], labelled: Sequence[int] | None, teachers: int) -> str:
-    """Three panels: soft-label confidence, teacher agreement, and the predicted vs labelled label shares."""
+                predicted: Sequence[float], labelled: Sequence[float] | None, teachers: int, multi_label: bool = False) -> str:
+    """Three panels: soft-label confidence, teacher agreement, and the predicted vs labelled label
+    shares (``predicted``/``labelled``: shares already computed; multi-label: of texts carrying each label)."""
     fig = figure(12.0, 3.4)
     ax_conf, ax_agree, ax_labels = fig.subplots(1, 3)
     ax_conf.hist(confidence, bins=20, range=(0, 1), color=BLUE)
-    ax_conf.set(title="confidence: max of the soft label", xlabel="confidence", ylabel="examples", xlim=(0, 1))
-    # Agreement takes the values k / K only: one bar per k, labelled k/K.
-    k = np.arange(teachers + 1)
-    counts = [int(np.sum(np.isclose(agreement * teachers, i))) for i in k]
-    ax_agree.bar(k, counts, width=0.6, color=GREEN)
-    ax_agree.set_xticks(k, [f"{i}/{teachers}" for i in k], fontsize=8)
-    ax_agree.set(title="agreement with the ensemble", xlabel="teachers whose top class is the ensemble's", ylabel="examples")
+    title = "confidence: mean of max(p, 1 - p) over labels" if multi_label else "confidence: max of the soft label"
+    ax_conf.set(title=title, xlabel="confidence", ylabel="examples", xlim=(0, 1))
+    if multi_label:  # a share of teacher x label decisions: any value in [0, 1]
+        ax_agree.hist(agreement, bins=20, range=(0, 1), color=GREEN)
+        ax_agree.set(title="agreement with the ensemble", xlabel="share of teacher x label decisions equal to the ensemble's",
+                     ylabel="examples", xlim=(0, 1))
+    else:  # agreement takes the values k / K only: one bar per k, labelled k/K
+        k = np.arange(teachers + 1)
+        counts = [int(np.sum(np.isclose(agreement * teachers, i))) for i in k]
+        ax_agree.bar(k, counts, width=0.6, color=GREEN)
+        ax_agree.set_xticks(k, [f"{i}/{teachers}" for i in k], fontsize=8)
+        ax_agree.set(title="agreement with the ensemble", xlabel="teachers whose top class is the ensemble's", ylabel="examples")
     x = np.arange(len(labels))
-    ax_labels.bar(x - 0.2, share(predicted), 0.4, label="soft labels (predicted)", color=BLUE)
+    ax_labels.bar(x - 0.2, predicted, 0.4, label="soft labels (predicted)", color=BLUE)
     if labelled is not None:
-        ax_labels.bar(x + 0.2, share(labelled), 0.4, label="labelled set (gold)", color=GREY)
+        ax_labels.bar(x + 0.2, labelled, 0.4, label="labelled set (gold)", color=GREY)
     ax_labels.set_xticks(x, labels, rotation=20 if len(labels) > 3 else 0, fontsize=8)
-    ax_labels.set(title="label distribution", ylabel="share of examples", ylim=(0, 1))
+    ax_labels.set(title="label distribution", ylabel="share of texts with the label" if multi_label else "share of examples", ylim=(0, 1))
     ax_labels.legend(fontsize=8)
     return save(fig, path)
 
@@ -121,6 +127,20 @@ def draw_confusion(path: Path, panels: list[tuple[str, np.ndarray]], labels: lis
         ax.set_yticks(ticks, labels, fontsize=8)
         ax.set(xlabel="predicted", ylabel="gold")
         ax.set_title(name, fontsize=9)
+    return save(fig, path)
+
+
+def draw_per_label_f1(path: Path, models: list[tuple[str, list[float]]], labels: list[str]) -> str:
+    """Multi-label runs: grouped bars, one group per label, one bar per model (its F1 on that label)."""
+    fig = figure(max(6.0, 1.2 * len(labels) + 2), 3.6)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(len(models), 1)
+    positions = np.arange(len(labels))
+    for k, (name, values) in enumerate(models):
+        ax.bar(positions + (k - (len(models) - 1) / 2) * width, values, width=width, label=name)
+    ax.set_xticks(positions, labels, rotation=30 if len(labels) > 6 else 0, fontsize=8)
+    ax.set(ylim=(0, 1), ylabel="F1 on the test set")
+    ax.legend(fontsize=7, loc="upper right", frameon=False)
     return save(fig, path)
 
 

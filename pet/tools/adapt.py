@@ -122,6 +122,9 @@ class Corpus:
 
         patterns = []
         if settings.prompts:
+            if config.task.multi_label:
+                raise PetError("--prompts renders texts through the patterns, and multi-label patterns need a label in "
+                               "{label}; adapt multi-label tasks on the plain texts (without --prompts)")
             patterns = load_patterns(config.patterns.file, config.patterns.ids)
             check_pattern_fields(patterns, config)
         table = open_table(config, config.data.unlabeled, "unlabeled", None, labelled=False)

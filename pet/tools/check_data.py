@@ -20,7 +20,13 @@ def label_counts(section: Section, session: Session) -> None:
         section.add("warn", "no labelled examples (teachers.zero_shot): zero-shot accuracy and truncation of the labelled set are skipped")
         return
     section.add("info", f"{len(train)} labelled examples in {where}", examples=len(train))
-    counts = Counter(train.labels)
+    if train.label_sets is not None:  # multi-label: how many examples carry each label
+        counts = Counter(index for label_set in train.label_sets for index in label_set)
+        sizes = Counter(len(label_set) for label_set in train.label_sets)
+        section.add("info", "labels per example: " + ", ".join(f"{size}: {n}" for size, n in sorted(sizes.items())),
+                    label_set_sizes={str(k): v for k, v in sorted(sizes.items())})
+    else:
+        counts = Counter(train.labels)
     per_label = {label: counts.get(i, 0) for i, label in enumerate(labels)}
     shown = ", ".join(f"{label} {n}" for label, n in per_label.items())
     missing = [label for label, n in per_label.items() if n == 0]

@@ -7,10 +7,13 @@ import copy
 import statistics
 
 from pet.core.encoding import PatternEncoder, word_tokens_in_context
-from pet.core.metrics import classification_metrics
+import torch
+
+from pet.core.metrics import classification_metrics, multi_label_metrics
+from pet.core.multilabel import unshortened_label
 from pet.errors import PetError
 from pet.io.data import Examples
-from pet.io.patterns import Pattern, Verbalizer
+from pet.io.patterns import LABEL, MultiLabelVerbalizer, Pattern, Verbalizer, scored_verbalizer
 from pet.tools.report import Section
 from pet.tools.session import Session
 
@@ -56,8 +59,8 @@ def decoded(tokenizer, ids: list[int], full: list[int]) -> str:
 
 def pattern_lines(section: Section, session: Session, pattern: Pattern, num_masks: int) -> None:
     """The budget line, three rendered labelled examples, and truncation of the labelled and unlabeled sets."""
-    config, train = session.config, session.task.train
-    encoder = session.task.encoder(pattern, config.teachers.max_length, num_masks)
+    config, train = session.config, session.question_rows(session.task.train)  # multi-label: a row per label
+    encoder = session.task.encoder(unshortened_label(pattern), config.teachers.max_length, num_masks)
     fixed = fixed_tokens(encoder)
     if len(train) == 0:
         section.add("info", f"{pattern.id}: \"{pattern.template}\" uses {fixed} of {encoder.max_length} tokens before any text",
@@ -70,11 +73,18 @@ def pattern_lines(section: Section, session: Session, pattern: Pattern, num_mask
                 pattern=pattern.id, fixed_tokens=fixed, max_length=encoder.max_length,
                 median_tokens=statistics.median(lengths), longest_tokens=max(lengths))
     for row in showcase(train):
-        label = session.task.labels[train.labels[row]]
+        label = row_label(session, train, row)
         section.add("detail", f"{label}: {decoded(session.tokenizer, ids[row], full[row])}  ({len(ids[row])} tokens)")
     doubled_punctuation(section, pattern, train)
     truncation_line(section, pattern.id, "labelled", ids, full, train.ids, encoder.max_length, "teachers.max_length")
     unlabeled_truncation(section, session, pattern, num_masks)
+
+
+def row_label(session: Session, rows: Examples, row: int) -> str:
+    """The gold label of a shown row; for a multi-label question row, its answer and the label asked about."""
+    if LABEL in rows.fields and session.config.task.multi_label:
+        return f"{('no', 'yes')[rows.labels[row]]} ({rows.fields[LABEL][row]})"
+    return session.task.labels[rows.labels[row]]
 
 
 def doubled_punctuation(section: Section, pattern: Pattern, examples: Examples) -> None:
@@ -108,10 +118,11 @@ def truncation_line(section: Section, pattern_id: str, role: str, ids, full, exa
 
 def unlabeled_truncation(section: Section, session: Session, pattern: Pattern, num_masks: int) -> None:
     config = session.config
-    encoder = session.task.encoder(pattern, config.labelling.max_length, num_masks)
+    encoder = session.task.encoder(unshortened_label(pattern), config.labelling.max_length, num_masks)
     table = session.task.unlabeled()
-    examples = table.take(range(min(len(table), UNLABELED_CHECKED)))
-    role = "unlabeled" if len(examples) == len(table) else f"unlabeled (first {len(examples)} of {len(table)})"
+    examples = session.question_rows(table.take(range(min(len(table), UNLABELED_CHECKED // len(session.task.labels)))))
+    role = ("unlabeled" if len(examples) == len(table) else f"unlabeled (first {len(examples)} of {len(table)})"
+            if not session.config.task.multi_label else f"unlabeled question rows (texts x labels, {len(examples)})")
     try:
         ids = encoder.encode(examples)
     except PetError as err:
@@ -121,7 +132,7 @@ def unlabeled_truncation(section: Section, session: Session, pattern: Pattern, n
                     encoder.max_length, "labelling.max_length")
 
 
-def verbalizer_lines(section: Section, session: Session, verbalizer: Verbalizer, pattern: Pattern) -> None:
+def verbalizer_lines(section: Section, session: Session, verbalizer: Verbalizer | MultiLabelVerbalizer, pattern: Pattern) -> None:
     """Each label word's tokens after the text before the mask; a word of several tokens is an
     error unless teachers.multi_token is set, and the line says which fix to make."""
     tokenizer, multi = session.tokenizer, session.config.teachers.multi_token
@@ -129,6 +140,7 @@ def verbalizer_lines(section: Section, session: Session, verbalizer: Verbalizer,
     before, space = encoder.context_before_mask()
     at_start = encoder.starts_sequence(encoder.mask_index())
     where = f"{verbalizer.id} with {pattern.id}"
+    verbalizer = scored_verbalizer(verbalizer)  # multi-label: the yes/no answer words
     good, problems = [], 0
     for label in verbalizer.labels:
         for word in verbalizer.words[label]:
@@ -161,6 +173,9 @@ def zero_shot_lines(section: Section, session: Session) -> None:
     if len(train) == 0:
         section.add("info", "no labelled examples: skipped")
         return
+    if session.config.task.multi_label:
+        multi_label_zero_shot_lines(section, session)
+        return
     labels = list(task.labels)
     counts = [train.labels.count(i) for i in range(len(labels))]
     majority = max(counts) / len(train)
@@ -177,3 +192,26 @@ def zero_shot_lines(section: Section, session: Session) -> None:
         else:
             section.add("warn", f"{text}: no better than always answering '{majority_label}' ({majority:.4f}); "
                                 f"try other words (pet search-words) or another pattern", **data)
+
+
+def multi_label_zero_shot_lines(section: Section, session: Session) -> None:
+    """Micro- and macro-F1 of the untrained model's decisions on the labelled set, against answering
+    yes for every label (the F1 a pattern must beat to carry any information)."""
+    from pet.core.calibration import prediction_metrics
+    from pet.core.multilabel import multi_hot
+
+    task, train, threshold = session.task, session.task.train, session.config.task.threshold
+    labels = list(task.labels)
+    gold = multi_hot(train.label_sets, len(labels))
+    always_yes = multi_label_metrics(gold, torch.ones_like(gold), labels)["micro_f1"]
+    for spec in task.specs(zero_shot=True):
+        metrics = prediction_metrics(train.label_sets, session.zero_shot_scores(spec.pattern, spec.verbalizer, train), labels, threshold)
+        name = f"{spec.pattern.id} x {spec.verbalizer.id}"
+        text = f"{name}: micro-F1 {metrics['micro_f1']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, subset accuracy {metrics['subset_accuracy']:.4f}"
+        data = dict(pattern=spec.pattern.id, verbalizer=spec.verbalizer.id, always_yes_micro_f1=always_yes,
+                    **{k: metrics[k] for k in ("micro_f1", "macro_f1", "subset_accuracy", "per_label_f1", "examples")})
+        if metrics["micro_f1"] > always_yes:
+            section.add("ok", text, **data)
+        else:
+            section.add("warn", f"{text}: no better than answering yes for every label (micro-F1 {always_yes:.4f}); "
+                                f"try other answer words or another question", **data)

@@ -143,6 +143,9 @@ def fits(session, examples: Examples, row: int, limit: int) -> bool:
 
 def perplexities(session, max_examples: int = MAX_EXAMPLES) -> list[PatternPerplexity]:
     """Pseudo-perplexity of every pattern x verbalizer of the session's config on unlabeled examples."""
+    if session.config.task.multi_label:
+        raise PetError("the pseudo-perplexity ranking reads each label's words in the pattern, and a multi-label task's "
+                       "patterns ask yes/no questions about one label; it is not available for multi-label tasks yet")
     examples = sample_examples(session, max_examples)
     scorer = session.mask_scorer()
     batch_size = session.config.runtime.eval_batch_size

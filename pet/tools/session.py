@@ -13,7 +13,7 @@ from pet.core.encoding import VerbalizerTokens
 from pet.core.scoring import MaskedLMScorer
 from pet.io.config import RunConfig, load_config
 from pet.io.data import Examples
-from pet.io.patterns import Pattern, Verbalizer
+from pet.io.patterns import MultiLabelVerbalizer, Pattern, Verbalizer
 from pet.stages.teachers.task import Task, prepare_task
 
 ConfigLike = RunConfig | str | Path
@@ -52,20 +52,32 @@ class Session:
     def tokenizer(self):
         return self.task.tokenizer
 
+    def question_rows(self, examples: Examples) -> Examples:
+        """Multi-label tasks: each example once per label, as the teachers see it (the first verbalizer's
+        label texts in {label}, the 0/1 answer as the label); single-label: the examples themselves."""
+        from pet.core.multilabel import expand, is_multi_label
+
+        verbalizer = self.task.verbalizers[0]
+        if not is_multi_label(verbalizer):
+            return examples
+        return expand(examples, [verbalizer.label_text[label] for label in verbalizer.labels])
+
     def mask_scorer(self) -> MaskedLMScorer:
         """A scorer used only for vocabulary logits (its placeholder verbalizer is never read)."""
         placeholder = VerbalizerTokens(torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool), (("",),))
         return MaskedLMScorer.for_tokenizer(self.model, placeholder, self.tokenizer)
 
-
-    def zero_shot_scores(self, pattern: Pattern, verbalizer: Verbalizer, examples: Examples) -> torch.Tensor:
-        """[N, C] class scores of the untrained model with one pattern x verbalizer (as a zero-shot teacher)."""
+    def zero_shot_scores(self, pattern: Pattern, verbalizer: Verbalizer | MultiLabelVerbalizer, examples: Examples) -> torch.Tensor:
+        """[N, C] class scores (multi-label: [N, L] decision logits) of the untrained model with one
+        pattern x verbalizer (as a zero-shot teacher)."""
         from pet.core.modeling import autocast_factory
+
+        from pet.core.multilabel import teacher_scorer
 
         max_length = self.config.teachers.max_length
         tokens = self.task.verbalizer_tokens(pattern, verbalizer, max_length)
-        encoder = self.task.encoder(pattern, max_length, tokens.num_masks)
-        scorer = MaskedLMScorer.for_tokenizer(self.model, tokens, self.tokenizer)
+        encoder = self.task.encoder(pattern, max_length, tokens.num_masks, verbalizer)
+        scorer = teacher_scorer(self.model, tokens, self.tokenizer, verbalizer)
         autocast = autocast_factory(self.device, self.config.runtime.precision)
         return scorer.score(encoder.encode(examples), self.config.runtime.eval_batch_size, autocast)
 

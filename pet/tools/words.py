@@ -188,6 +188,9 @@ def search_words(config: ConfigLike, words_per_label: int = 1, *, data: str | Pa
 def find_words(session: Session, words_per_label: int = 1, verbalizer_id: str = "found") -> WordSearch:
     """:func:`search_words` with the model and task already loaded."""
     task = session.task
+    if session.config.task.multi_label:
+        raise PetError("pet search-words proposes a word per label, and a multi-label task's verbalizer has yes/no answer "
+                       "words instead; it does not apply to multi-label tasks")
     if len(task.train) == 0:
         raise PetError("pet search-words needs labelled examples (data.train, or --data FILE)")
     gaps, label_mean, other_mean = label_gaps(session)

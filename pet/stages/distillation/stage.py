@@ -1,7 +1,9 @@
 """Stage C: distil the teachers' soft labels into a plain sequence classifier; writes RUN/student.
 
 Loss: KL(p_soft || softmax(z / T)) * T^2 at the temperature the soft labels were made with, plus
-``gold_weight`` x cross-entropy on a labelled batch drawn each step (off by default). The result is
+``gold_weight`` x cross-entropy on a labelled batch drawn each step (off by default). Multi-label
+tasks: the sum over labels of the binary KL to sigmoid(z / T), times T^2, and binary cross-entropy
+on the gold label sets; the student is a multi_label_classification model (a sigmoid per label). The result is
 a standard ``save_pretrained`` folder with id2label/label2id, loadable without pet.
 """
 
@@ -16,20 +18,20 @@ import torch
 import torch.nn.functional as F
 
 from pet.core import maths
-from pet.core.calibration import DEFINITIONS, prediction_metrics
+from pet.core.calibration import definitions, prediction_metrics
 from pet.core.distributed import Ranks, current_ranks, rank_device
 from pet.core.modeling import resolved_learning_rate
 from pet.core.progress import info
 from pet.core.training import EpochSampler, OptimSettings, train
 from pet.errors import PetError
 from pet.io.artifacts import MANIFEST, base_manifest, check_inputs, file_hash, read_manifest, reuse_or_refuse, write_json_atomic
-from pet.io.config import RunConfig, stage_config
+from pet.io.config import RunConfig, stage_config, task_reads
 from pet.io.data import open_table
 from pet.stages.distillation.student import Student, save_student
 from pet.stages.labelling.soft_labels import read_soft_labels
 
 
-STAGE_KEYS = ("distillation", "runtime", "data.test")  # what `pet distill` may change
+STAGE_KEYS = ("distillation", "runtime", "data.test", "task.threshold")  # what `pet distill` may change
 
 
 def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = None, *, overwrite: bool = False) -> dict[str, Any]:
@@ -68,7 +70,8 @@ def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = N
     result["metrics"]["seconds"] = round(time.perf_counter() - started, 2)
     if config.data.test is not None:
         test = open_table(config, config.data.test, "test", tuple(labels), labelled=True).read_all()
-        result["test"] = {**prediction_metrics(test.labels, student.logits(test.fields), labels), "calibration_definitions": DEFINITIONS}
+        result["test"] = {**prediction_metrics(test.gold, student.logits(test.fields), labels, config.task.threshold),
+                          "calibration_definitions": definitions(test.gold)}
         info(f"student test accuracy {result['test']['accuracy']:.4f}, macro-F1 {result['test']['macro_f1']:.4f}")
     save_student(student.model, student.tokenizer, output)
     write_json_atomic(output / MANIFEST, result)
@@ -91,6 +94,7 @@ def stage_reads(config: RunConfig, labels: dict[str, Any]) -> dict[str, Any]:
                              "runtime.trust_remote_code": config.runtime.trust_remote_code,
                              "inputs.data.test": file_hash(config.data.test)}
     reads.update({f"distillation.{key}": value for key, value in settings.model_dump(mode="json").items()})
+    reads.update(task_reads(config))
     if settings.gold_weight > 0:
         reads["inputs.data.train"] = file_hash(config.data.train)
     return reads
@@ -103,7 +107,7 @@ class DistillationData:
     texts: dict[str, list[str]]
     targets: torch.Tensor  # [N, C] ensemble probabilities at the labelling temperature
     gold_texts: dict[str, list[str]] | None
-    gold_labels: torch.Tensor
+    gold_labels: torch.Tensor  # [G] class indices; multi-label: [G, L] 0/1
 
     @classmethod
     def read(cls, labels_dir: Path, manifest: dict[str, Any], config: RunConfig) -> "DistillationData":
@@ -113,7 +117,7 @@ class DistillationData:
         gold_texts, gold_labels = None, torch.empty(0, dtype=torch.long)
         if config.distillation.gold_weight > 0:
             train_set = open_table(config, config.data.train, "labelled", tuple(manifest["labels"]), labelled=True).read_all()
-            gold_texts, gold_labels = train_set.fields, torch.tensor(train_set.labels)
+            gold_texts, gold_labels = train_set.fields, training_gold(train_set, len(manifest["labels"]))
         return cls(texts, torch.from_numpy(probs.copy()), gold_texts, gold_labels)
 
 
@@ -146,17 +150,27 @@ def step_loss_fn(student: Student, data: DistillationData, config: RunConfig, te
     sampler = EpochSampler(len(sequences), settings.batch_size, generator)
     gold_sampler = EpochSampler(len(gold_sequences), settings.batch_size, generator) if gold_sequences else None
     device = student.device
+    # multi-label: binary KL per label and BCE on the gold label sets, never a softmax over labels
+    soft_loss = maths.multi_label_distillation_loss if config.task.multi_label else maths.distillation_loss
+    gold_loss = maths.decision_cross_entropy if config.task.multi_label else F.cross_entropy
 
     def step_loss(step: int) -> torch.Tensor:
         batch = sampler.next()
-        loss = maths.distillation_loss(student.forward([sequences[i] for i in batch]), data.targets[batch].to(device), temperature)
+        loss = soft_loss(student.forward([sequences[i] for i in batch]), data.targets[batch].to(device), temperature)
         if gold_sampler is not None:
             gold = gold_sampler.next()
             gold_logits = student.forward([gold_sequences[i] for i in gold]).float()
-            loss = loss + settings.gold_weight * F.cross_entropy(gold_logits, data.gold_labels[gold].to(device))
+            loss = loss + settings.gold_weight * gold_loss(gold_logits, data.gold_labels[gold].to(device))
         return loss
 
     return step_loss
+
+
+def training_gold(examples, num_labels: int) -> torch.Tensor:
+    """The labelled set's gold labels as the student's loss takes them: class indices, or multi-hot rows."""
+    from pet.core.multilabel import multi_hot
+
+    return multi_hot(examples.label_sets, num_labels) if examples.label_sets is not None else torch.tensor(examples.labels)
 
 
 def student_manifest(labels_dir: Path, labels: dict[str, Any], config: RunConfig, stamp: str, losses: list[float]) -> dict[str, Any]:

@@ -73,7 +73,7 @@ class Student:
         device = pick_device(device or runtime.device)
         tokenizer = load_tokenizer(name, runtime.trust_remote_code)
         torch.manual_seed(settings.seed)  # the new classification head and dropout
-        model = load_classifier(name, labels, device, runtime.trust_remote_code)
+        model = load_classifier(name, labels, device, runtime.trust_remote_code, config.task.multi_label)
         return cls(name, model, tokenizer, list(config.data.fields), settings.max_length, runtime)
 
     @classmethod
@@ -82,7 +82,7 @@ class Student:
         from pet.core.modeling import load_classifier, load_tokenizer, pick_device
 
         device = pick_device(config.runtime.device)
-        model = load_classifier(str(folder), labels, device)
+        model = load_classifier(str(folder), labels, device, multi_label=config.task.multi_label)
         return cls(str(folder), model, load_tokenizer(str(folder)), fields, config.distillation.max_length, config.runtime)
 
     def encode(self, texts: dict[str, list[str]]) -> list[list[int]]:

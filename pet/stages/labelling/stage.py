@@ -13,15 +13,14 @@ from typing import Any
 
 import torch
 
-from pet.core.calibration import DEFINITIONS, at_temperature, calibration_metrics, prediction_metrics
+from pet.core.calibration import at_temperature, calibration_metrics, definitions, is_label_sets, prediction_metrics
 from pet.core.ensemble import EnsembleWeights, ensemble_weights, entry_weights
 from pet.core.distributed import current_ranks
-from pet.core.metrics import classification_metrics
 from pet.core.progress import info
 from pet.core.scoring import check_table_fits
 from pet.io.artifacts import (MANIFEST, base_manifest, check_inputs, file_hash, read_json, read_manifest,
                               reuse_or_refuse, write_json_atomic)
-from pet.io.config import RunConfig, stage_config
+from pet.io.config import RunConfig, decision_threshold, stage_config, task_reads
 from pet.io.data import Table, open_table
 from pet.stages.labelling.scores import check_teachers, teacher_logits
 from pet.stages.labelling.soft_labels import SOFT_LABELS, write_soft_labels
@@ -29,7 +28,7 @@ from pet.stages.labelling.soft_labels import SOFT_LABELS, write_soft_labels
 PARTIAL = ".partial"
 
 
-STAGE_KEYS = ("labelling", "runtime", "data.unlabeled", "data.test")  # what `pet label` may change
+STAGE_KEYS = ("labelling", "runtime", "data.unlabeled", "data.test", "task.threshold")  # what `pet label` may change
 
 
 def label(teachers_dir: Path, output: Path, overrides: dict[str, Any] | None = None, *, overwrite: bool = False) -> dict[str, Any]:
@@ -59,14 +58,15 @@ def label(teachers_dir: Path, output: Path, overrides: dict[str, Any] | None = N
         return read_manifest(output, "labels")
     ensemble = ensemble_weights(entry_weights(manifest["teachers"]), config.labelling.ensemble)
     stats = write_soft_labels(output / SOFT_LABELS, tables["unlabeled"], logits["unlabeled"], ensemble,
-                              config.labelling.temperature, manifest["labels"])
+                              config.labelling.temperature, manifest["labels"], decision_threshold(config))
     result = labels_manifest(teachers_dir, manifest, config, stamp, ensemble, stats)
     result["reads"] = reads
     result["inputs"] = {**manifest["inputs"], str(config.data.unlabeled): reads["inputs.data.unlabeled"]}
     if config.data.test is not None:
         result["inputs"][str(config.data.test)] = reads["inputs.data.test"]
     if "test" in logits:
-        result["test"] = test_set_metrics(tables["test"], logits["test"], ensemble, manifest, config.labelling.temperature)
+        result["test"] = test_set_metrics(tables["test"], logits["test"], ensemble, manifest, config.labelling.temperature,
+                                          config.task.threshold)
         info(f"ensemble test accuracy {result['test']['ensemble']['accuracy']:.4f} on {result['test']['ensemble']['examples']} examples")
     write_json_atomic(output / MANIFEST, result)
     shutil.rmtree(output / PARTIAL, ignore_errors=True)
@@ -100,24 +100,29 @@ def labels_manifest(teachers_dir: Path, teachers: dict[str, Any], config: RunCon
 
 
 def test_set_metrics(table: Table, logits: torch.Tensor, ensemble: EnsembleWeights, teachers: dict[str, Any],
-                     temperature: float) -> dict[str, Any]:
+                     temperature: float, threshold: float = 0.5) -> dict[str, Any]:
     """The ensemble's metrics and each teacher's accuracy on the test set, with their calibration.
 
     The ensemble's ECE/Brier/NLL are at T = 1 (its plain logits) and, under
     ``at_labelling_temperature``, at the temperature of the soft labels; ``teachers`` stays
-    name -> accuracy, and ``teachers_calibration`` adds each teacher's ECE/Brier/NLL at T = 1.
+    name -> accuracy (multi-label: subset accuracy, with the F1s under ``teachers_metrics``), and
+    ``teachers_calibration`` adds each teacher's ECE/Brier/NLL at T = 1.
     """
-    gold, labels = table.read_all().labels, teachers["labels"]
+    gold, labels = table.read_all().gold, teachers["labels"]
     combined = ensemble.combine(logits)
     names = [e["name"] for e in teachers["teachers"]]
-    return {
-        "ensemble": {**prediction_metrics(gold, combined, labels),
+    result = {
+        "ensemble": {**prediction_metrics(gold, combined, labels, threshold),
                      "at_labelling_temperature": at_temperature(combined, gold, temperature)},
-        "teachers": {name: classification_metrics(gold, logits[k].argmax(-1).tolist(), labels)["accuracy"]
-                     for k, name in enumerate(names)},
+        "teachers": {name: prediction_metrics(gold, logits[k], labels, threshold)["accuracy"] for k, name in enumerate(names)},
         "teachers_calibration": {name: calibration_metrics(logits[k], gold) for k, name in enumerate(names)},
-        "calibration_definitions": DEFINITIONS,
+        "calibration_definitions": definitions(gold),
     }
+    if is_label_sets(gold):
+        result["teachers_metrics"] = {name: {key: value for key, value in prediction_metrics(gold, logits[k], labels, threshold).items()
+                                             if key in ("micro_f1", "macro_f1", "subset_accuracy", "per_label_f1")}
+                                      for k, name in enumerate(names)}
+    return result
 
 
 def stage_reads(config: RunConfig, teachers: dict[str, Any]) -> dict[str, Any]:
@@ -125,6 +130,7 @@ def stage_reads(config: RunConfig, teachers: dict[str, Any]) -> dict[str, Any]:
     reads: dict[str, Any] = {"teachers": teachers["fingerprint"], "runtime.trust_remote_code": config.runtime.trust_remote_code,
                              "inputs.data.unlabeled": file_hash(config.data.unlabeled), "inputs.data.test": file_hash(config.data.test)}
     reads.update({f"labelling.{key}": value for key, value in config.labelling.model_dump(mode="json").items()})
+    reads.update(task_reads(config))
     return reads
 
 
@@ -140,15 +146,19 @@ def check_unlabeled_unchanged(config: RunConfig, teachers: dict[str, Any], teach
 def check_encodable(teachers_dir: Path, teachers: dict[str, Any], config: RunConfig, tables: dict[str, Table]) -> None:
     """Every row of every table fits every teacher's pattern at labelling.max_length: checked before
     the first teacher scores, so a row that cannot be shortened fails in seconds, not after an hour."""
-    from pet.core.encoding import PatternEncoder
     from pet.core.modeling import load_tokenizer
-    from pet.io.patterns import pattern_from_json
+    from pet.core.multilabel import teacher_encoder
+    from pet.io.patterns import pattern_from_json, verbalizer_from_json
 
     tokenizer = load_tokenizer(config.model, config.runtime.trust_remote_code)  # every teacher saved a copy of it
     patterns = {p["id"]: pattern_from_json(p) for p in teachers["patterns"]}
-    needs = {(e["pattern"], int(read_json(teachers_dir / e["path"] / "teacher.json", "teacher record").get("num_masks", 1)))
+    verbalizers = {v["id"]: verbalizer_from_json(v) for v in teachers["verbalizers"]}
+    multi_label = config.task.multi_label  # the label texts are part of each row then
+    needs = {(e["pattern"], int(read_json(teachers_dir / e["path"] / "teacher.json", "teacher record").get("num_masks", 1)),
+              e["verbalizer"] if multi_label else None)
              for e in teachers["teachers"]}
-    for pattern_id, num_masks in sorted(needs):
-        encoder = PatternEncoder(patterns[pattern_id], tokenizer, config.labelling.max_length, num_masks)
+    for pattern_id, num_masks, verbalizer_id in sorted(needs, key=str):
+        verbalizer = verbalizers[verbalizer_id] if verbalizer_id is not None else next(iter(verbalizers.values()))
+        encoder = teacher_encoder(patterns[pattern_id], verbalizer, tokenizer, config.labelling.max_length, num_masks)
         for table in tables.values():
             check_table_fits(encoder, table)

@@ -15,11 +15,12 @@ import torch
 from pet.core.distributed import Ranks
 from pet.core.encoding import PatternEncoder, VerbalizerTokens, verbalizer_tokens
 from pet.core.modeling import autocast_factory
+from pet.core.multilabel import teacher_encoder
 from pet.core.scoring import MaskedLMScorer
 from pet.io.artifacts import fingerprint_of
 from pet.io.config import RuntimeConfig, TeachersConfig
 from pet.io.data import Examples, Table
-from pet.io.patterns import Pattern, Verbalizer
+from pet.io.patterns import MultiLabelVerbalizer, Pattern, Verbalizer
 from pet.stages.teachers.specs import TeacherSpec
 
 
@@ -36,6 +37,7 @@ class TeacherContext:
     reads: dict[str, Any] = field(default_factory=dict)  # what the stage reads (pet/stages/teachers/manifest.py)
     overwrite: bool = False  # retrain a finished teacher whose fingerprint differs, instead of refusing
     ranks: Ranks = field(default_factory=Ranks)  # several processes (torchrun): each trains its share of teachers
+    threshold: float = 0.5  # multi-label tasks: the decision threshold of the labelled-set F1 (task.threshold)
 
     def fingerprint(self, spec: TeacherSpec) -> str:
         """What this one teacher was trained from: the stage's reads without the lists of patterns,
@@ -46,12 +48,13 @@ class TeacherContext:
         own = {k: v for k, v in self.reads.items() if k not in ("patterns", "verbalizers", "teachers.seeds")}
         return fingerprint_of({**own, "pattern": spec.pattern.to_json(), "verbalizer": spec.verbalizer.to_json(), "seed": spec.seed})
 
-    def tokens(self, pattern: Pattern, verbalizer: Verbalizer) -> VerbalizerTokens:
+    def tokens(self, pattern: Pattern, verbalizer: Verbalizer | MultiLabelVerbalizer) -> VerbalizerTokens:
         encoder = PatternEncoder(pattern, self.tokenizer, self.settings.max_length)
         return verbalizer_tokens(verbalizer, encoder, self.model, multi_token=self.settings.multi_token, rule=self.settings.multi_token_rule)
 
-    def encoder(self, pattern: Pattern, num_masks: int = 1) -> PatternEncoder:
-        return PatternEncoder(pattern, self.tokenizer, self.settings.max_length, num_masks)
+    def encoder(self, pattern: Pattern, verbalizer: Verbalizer | MultiLabelVerbalizer, num_masks: int = 1):
+        """One teacher's encoder: a row per example, or (multi-label) a row per example and label."""
+        return teacher_encoder(pattern, verbalizer, self.tokenizer, self.settings.max_length, num_masks)
 
     def autocast(self):
         return autocast_factory(self.device, self.runtime.precision)

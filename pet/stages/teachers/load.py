@@ -9,10 +9,11 @@ from typing import Any
 import torch
 
 from pet.core.encoding import PatternEncoder, VerbalizerTokens
+from pet.core.multilabel import MultiLabelEncoder, MultiLabelScorer, teacher_encoder, teacher_scorer
 from pet.core.scoring import MaskedLMScorer
 from pet.errors import PetError
 from pet.io.artifacts import read_json
-from pet.io.patterns import Pattern, Verbalizer, pattern_from_json, verbalizer_from_json
+from pet.io.patterns import MultiLabelVerbalizer, Pattern, Verbalizer, pattern_from_json, scored_verbalizer, verbalizer_from_json
 from pet.stages.teachers.teacher import TEACHER_FILE
 
 
@@ -20,8 +21,8 @@ from pet.stages.teachers.teacher import TEACHER_FILE
 class LoadedTeacher:
     name: str
     weight: float
-    encoder: PatternEncoder
-    scorer: MaskedLMScorer
+    encoder: PatternEncoder | MultiLabelEncoder
+    scorer: MaskedLMScorer | MultiLabelScorer
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class TeacherSource:
 
     folder: Path
     patterns: dict[str, Pattern]
-    verbalizers: dict[str, Verbalizer]
+    verbalizers: dict[str, Verbalizer | MultiLabelVerbalizer]
     max_length: int
     device: torch.device
     trust_remote_code: bool = False
@@ -58,10 +59,11 @@ class TeacherSource:
         except PetError as err:
             raise PetError(f"{folder}: teacher '{entry['name']}' cannot be loaded ({err}); delete it and rerun pet train-teachers") from None
         verbalizer = self.verbalizers[entry["verbalizer"]]
-        tokens = VerbalizerTokens.from_json(record["verbalizer_token_ids"], tuple(tuple(verbalizer.words[l]) for l in verbalizer.labels),
+        scored = scored_verbalizer(verbalizer)  # multi-label: the yes/no answer words
+        tokens = VerbalizerTokens.from_json(record["verbalizer_token_ids"], tuple(tuple(scored.words[l]) for l in scored.labels),
                                            record.get("multi_token_rule", "mean"))  # older records: "mean"
-        encoder = PatternEncoder(self.patterns[entry["pattern"]], tokenizer, self.max_length, tokens.num_masks)
+        encoder = teacher_encoder(self.patterns[entry["pattern"]], verbalizer, tokenizer, self.max_length, tokens.num_masks)
         model.eval()
         weight = entry.get("weight")
         return LoadedTeacher(entry["name"], float("nan") if weight is None else float(weight), encoder,
-                             MaskedLMScorer.for_tokenizer(model, tokens, tokenizer))
+                             teacher_scorer(model, tokens, tokenizer, verbalizer))

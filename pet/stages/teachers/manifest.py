@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pet.io.artifacts import base_manifest, file_hash
-from pet.io.config import RunConfig
+from pet.io.config import RunConfig, task_reads
 from pet.stages.teachers.context import TeacherContext
 from pet.stages.teachers.task import Task
 
@@ -26,6 +26,7 @@ def stage_reads(config: RunConfig, task: Task) -> dict[str, Any]:
         "verbalizers": [v.to_json() for v in task.verbalizers],
     }
     reads.update({f"teachers.{key}": value for key, value in config.teachers.model_dump(mode="json").items()})
+    reads.update(task_reads(config))
     ipet = config.ipet.generations > 0
     if config.teachers.mlm_weight > 0 or ipet:
         reads["inputs.data.unlabeled"] = file_hash(config.data.unlabeled)
@@ -44,6 +45,7 @@ def teachers_manifest(task: Task, ctx: TeacherContext, entries: list[dict[str, A
         "patterns": [p.to_json() for p in task.patterns],
         "verbalizers": [v.to_json() for v in task.verbalizers],
         "zero_shot": task.config.teachers.zero_shot,
+        "task": task.config.task.model_dump(mode="json"),
         "labelled_examples": len(task.train),
         "teachers": entries,
     })

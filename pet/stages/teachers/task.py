@@ -13,12 +13,13 @@ import torch
 
 from pet.core.distributed import Ranks
 from pet.core.encoding import PatternEncoder, VerbalizerTokens, verbalizer_tokens
+from pet.core.multilabel import MultiLabelEncoder, is_multi_label
 from pet.core.scoring import check_table_fits
 from pet.errors import PetError
 from pet.io.artifacts import sha256_file
 from pet.io.config import RunConfig
-from pet.io.data import Examples, Table, check_label_coverage, open_table
-from pet.io.patterns import Pattern, Verbalizer, load_patterns, load_verbalizers
+from pet.io.data import Examples, Table, check_label_coverage, multi_label_rule, open_table
+from pet.io.patterns import LABEL, MultiLabelVerbalizer, Pattern, Verbalizer, load_patterns, load_verbalizers
 from pet.stages.teachers.context import TeacherContext, TeacherJob
 from pet.stages.teachers.specs import TeacherSpec, make_specs
 
@@ -27,14 +28,18 @@ from pet.stages.teachers.specs import TeacherSpec, make_specs
 class Task:
     config: RunConfig
     patterns: list[Pattern]
-    verbalizers: list[Verbalizer]
+    verbalizers: list[Verbalizer] | list[MultiLabelVerbalizer]
     labels: tuple[str, ...]
     tokenizer: Any
     train: Examples  # may have no rows, with teachers.zero_shot
     inputs: dict[str, str]  # absolute path -> sha256 of every file the run reads
     _unlabeled: Table | None = None
 
-    def encoder(self, pattern: Pattern, max_length: int, num_masks: int = 1) -> PatternEncoder:
+    def encoder(self, pattern: Pattern, max_length: int, num_masks: int = 1,
+                verbalizer: Verbalizer | MultiLabelVerbalizer | None = None) -> PatternEncoder | MultiLabelEncoder:
+        """The pattern's encoder; with a multi-label verbalizer, one that asks about each of its labels."""
+        if verbalizer is not None and is_multi_label(verbalizer):
+            return MultiLabelEncoder(pattern, verbalizer, self.tokenizer, max_length, num_masks)
         return PatternEncoder(pattern, self.tokenizer, max_length, num_masks)
 
     def verbalizer_tokens(self, pattern: Pattern, verbalizer: Verbalizer, max_length: int) -> VerbalizerTokens:
@@ -50,7 +55,8 @@ class Task:
                 overwrite: bool = False, ranks: Ranks | None = None) -> TeacherContext:
         config = self.config
         return TeacherContext(config.model, self.tokenizer, config.teachers, config.runtime, device, stamp,
-                              self.train, self.unlabeled, reads or {}, overwrite, ranks or Ranks())
+                              self.train, self.unlabeled, reads or {}, overwrite, ranks or Ranks(),
+                              config.task.threshold)
 
     def jobs(self, ctx: TeacherContext) -> list[TeacherJob]:
         """Plain PET (or zero-shot): every teacher trains on the labelled set."""
@@ -66,13 +72,21 @@ class Task:
 
 
 def check_pattern_fields(patterns: list[Pattern], config: RunConfig) -> None:
+    multi_label = config.task.multi_label
+    if multi_label and LABEL in config.data.fields:
+        raise PetError(f"data.fields maps '{LABEL}', which multi-label patterns use for the label they ask about; "
+                       f"name that placeholder differently")
     for pattern in patterns:
+        if multi_label and LABEL not in pattern.fields:
+            raise PetError(f"{config.patterns.file}: pattern '{pattern.id}' has no {{{LABEL}}} placeholder; a multi-label "
+                           f"pattern asks about one label at a time, e.g. \"{{text}} Is this about {{{LABEL}}}? {{mask}}.\"")
         for field in pattern.fields:
-            if field not in config.data.fields:
+            if field not in config.data.fields and not (multi_label and field == LABEL):
                 mapped = ", ".join(config.data.fields) or "none"
+                hint = f" ({{{LABEL}}} is the label placeholder of multi-label tasks: set task.type: multi_label)" if field == LABEL else ""
                 raise PetError(
                     f"{config.patterns.file}: pattern '{pattern.id}' uses placeholder '{{{field}}}', which is not "
-                    f"a data field (data.fields maps: {mapped}); add '{field}: <column>' to data.fields"
+                    f"a data field (data.fields maps: {mapped}); add '{field}: <column>' to data.fields{hint}"
                 )
 
 
@@ -86,7 +100,7 @@ def prepare_task(config: RunConfig, tokenizer=None) -> Task:
 
     check_settings(config)
     patterns = load_patterns(config.patterns.file, config.patterns.ids)
-    verbalizers = load_verbalizers(config.verbalizers.file, config.verbalizers.ids)
+    verbalizers = load_verbalizers(config.verbalizers.file, config.verbalizers.ids, config.task.multi_label)
     labels = verbalizers[0].labels
     check_pattern_fields(patterns, config)
     train = read_labelled(config, labels)
@@ -115,6 +129,9 @@ def check_settings(config: RunConfig) -> None:
     repeated = next((seed for seed in seeds if seeds.count(seed) > 1), None)
     if repeated is not None:
         raise PetError(f"teachers.seeds lists {repeated} twice: the two teachers would be the same teacher; remove the repeat")
+    if config.task.multi_label and config.ipet.generations > 0:
+        raise PetError("ipet.generations > 0 is not supported for multi-label tasks yet (iPET draws examples per class); "
+                       "set ipet.generations: 0")
 
 
 def check_student_model(config: RunConfig, labels: tuple[str, ...]) -> None:
@@ -132,7 +149,8 @@ def check_student_model(config: RunConfig, labels: tuple[str, ...]) -> None:
 
 
 def check_every_row_fits(task: Task) -> None:
-    """Every labelled, unlabeled and test row fits every pattern at the max_length each stage uses it with."""
+    """Every labelled, unlabeled and test row fits every pattern at the max_length each stage uses it with
+    (multi-label: with every label's text in the pattern's {label})."""
     config = task.config
     unlabeled_in_stage_a = config.teachers.mlm_weight > 0 or config.ipet.generations > 0
     tables = [(config.data.unlabeled, task.unlabeled(), config.labelling.max_length)]
@@ -142,14 +160,18 @@ def check_every_row_fits(task: Task) -> None:
         tables.append((config.data.test, open_table(config, config.data.test, "test", task.labels, labelled=True),
                        config.labelling.max_length))
     for pattern in task.patterns:
-        for num_masks in sorted({pattern_masks(task, pattern, verbalizer) for verbalizer in task.verbalizers}):
+        # multi-label: the label texts are part of each row, so every verbalizer is checked
+        needs = {(pattern_masks(task, pattern, verbalizer), verbalizer.id if config.task.multi_label else None): verbalizer
+                 for verbalizer in task.verbalizers}
+        for (num_masks, multi_label_id), verbalizer in sorted(needs.items(), key=lambda item: (item[0][0], item[0][1] or "")):
+            verbalizer = verbalizer if multi_label_id is not None else None
             if len(task.train):
                 try:
-                    task.encoder(pattern, config.teachers.max_length, num_masks).encode(task.train)
+                    task.encoder(pattern, config.teachers.max_length, num_masks, verbalizer).encode(task.train)
                 except PetError as err:
                     raise PetError(f"{config.data.train}: {err}") from None
             for _, table, max_length in tables:
-                check_table_fits(task.encoder(pattern, max_length, num_masks), table)
+                check_table_fits(task.encoder(pattern, max_length, num_masks, verbalizer), table)
 
 
 def pattern_masks(task: Task, pattern: Pattern, verbalizer: Verbalizer) -> int:
@@ -161,6 +183,8 @@ def pattern_masks(task: Task, pattern: Pattern, verbalizer: Verbalizer) -> int:
 
 
 def empty_examples(config: RunConfig) -> Examples:
+    if config.task.multi_label:
+        return Examples(ids=[], fields={name: [] for name in config.data.fields}, label_sets=[])
     return Examples(ids=[], fields={name: [] for name in config.data.fields}, labels=[])
 
 
@@ -178,7 +202,7 @@ def read_labelled(config: RunConfig, labels: tuple[str, ...]) -> Examples:
             raise PetError(f"{path}: labelled file has no rows; add labelled examples, or {hint}")
         return empty_examples(config)
     table = Table(path, "labelled", config.data.fields, config.data.id_column, config.data.label_column, labels,
-                  allow_empty=True)
+                  allow_empty=True, multi_label=multi_label_rule(config))
     if len(table) == 0 and not zero_shot:
         raise PetError(f"{path}: labelled file has no rows; add labelled examples, or {hint}")
     return table.read_all() if len(table) else empty_examples(config)

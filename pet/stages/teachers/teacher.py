@@ -17,7 +17,9 @@ import torch
 
 from pet.core.encoding import VerbalizerTokens, pad
 from pet.core.modeling import resolved_learning_rate, save_model
-from pet.core.scoring import MaskedLMScorer, score_table
+from pet.core.metrics import labelled_score
+from pet.core.multilabel import is_multi_label, teacher_scorer, training_targets
+from pet.core.scoring import score_table
 from pet.core.training import EpochSampler, OptimSettings, train
 from pet.errors import PetError
 from pet.io.artifacts import atomic_dir, write_json_atomic
@@ -26,10 +28,6 @@ from pet.stages.teachers.specs import TeacherSpec, derive_seed
 
 TEACHER_FILE = "teacher.json"
 UNLABELED_LOGITS = "unlabeled_logits.safetensors"
-
-
-def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    return float((scores.argmax(-1) == labels).float().mean()) if len(labels) else 0.0
 
 
 def base_record(spec: TeacherSpec, tokens: VerbalizerTokens, stamp: str) -> dict[str, Any]:
@@ -47,6 +45,10 @@ def base_record(spec: TeacherSpec, tokens: VerbalizerTokens, stamp: str) -> dict
     }
 
 
+def train_metric(spec: TeacherSpec) -> str:
+    return "micro_f1" if is_multi_label(spec.verbalizer) else "accuracy"
+
+
 class LoadedScorer:
     """A base-model copy with one teacher's pattern encoder and verbalizer scorer."""
 
@@ -54,15 +56,19 @@ class LoadedScorer:
         from pet.core.modeling import load_masked_lm
 
         self.tokens = ctx.tokens(spec.pattern, spec.verbalizer)
-        self.encoder = ctx.encoder(spec.pattern, self.tokens.num_masks)
+        self.encoder = ctx.encoder(spec.pattern, spec.verbalizer, self.tokens.num_masks)
         self.model = load_masked_lm(ctx.model, ctx.device, ctx.runtime.trust_remote_code)
-        self.scorer = MaskedLMScorer.for_tokenizer(self.model, self.tokens, ctx.tokenizer)
+        self.scorer = teacher_scorer(self.model, self.tokens, ctx.tokenizer, spec.verbalizer)
 
     def labelled_accuracy(self, ctx: TeacherContext) -> float | None:
-        """The ensemble weight: accuracy on the original labelled set (None without one)."""
+        """The ensemble weight: accuracy (multi-label: micro-F1) on the original labelled set (None without one)."""
         if not len(ctx.labelled):
             return None
-        return accuracy(ctx.score(self.scorer, self.encoder, ctx.labelled), torch.tensor(ctx.labelled.labels))
+        return self.figure(ctx, ctx.labelled)
+
+    def figure(self, ctx: TeacherContext, examples) -> float:
+        """Accuracy on ``examples`` (multi-label: micro-F1 at task.threshold): pet/core/metrics.py labelled_score."""
+        return labelled_score(ctx.score(self.scorer, self.encoder, examples), examples.gold, ctx.threshold)
 
 
 def save_teacher(folder: Path, record: dict[str, Any], loaded: LoadedScorer | None, ctx: TeacherContext,
@@ -97,7 +103,7 @@ def zero_shot_teacher(job: TeacherJob, ctx: TeacherContext, folder: Path) -> dic
         "zero_shot": True,
         "base_model": ctx.model,
         "weight": weight,
-        "metrics": {"train_accuracy_before": weight, "steps": 0, "seconds": round(time.perf_counter() - started, 2)},
+        "metrics": {"train_metric": train_metric(spec), "train_accuracy_before": weight, "steps": 0, "seconds": round(time.perf_counter() - started, 2)},
     })
     save_teacher(folder, record, loaded, ctx, job, weights=False)
     return record
@@ -112,8 +118,7 @@ def train_teacher(job: TeacherJob, ctx: TeacherContext, folder: Path) -> dict[st
     started = time.perf_counter()
     torch.manual_seed(spec.derived_seed)  # dropout and any newly initialised weights
     loaded = LoadedScorer(spec, ctx)
-    labels = torch.tensor(examples.labels)
-    before = accuracy(ctx.score(loaded.scorer, loaded.encoder, examples), labels)
+    before = loaded.figure(ctx, examples)
     # The ensemble weight is the accuracy on the original labelled set (the same set for every iPET generation).
     weight = before if examples is ctx.labelled else loaded.labelled_accuracy(ctx)
     settings = ctx.settings
@@ -121,7 +126,7 @@ def train_teacher(job: TeacherJob, ctx: TeacherContext, folder: Path) -> dict[st
     optim = OptimSettings(job.steps, learning_rate, settings.weight_decay, settings.warmup_steps, settings.max_grad_norm)
     label = f"teacher {spec.name}" + (f" (generation {spec.generation})" if spec.generation else "")
     losses = train(loaded.model, step_loss_fn(loaded, ctx, spec, examples), optim, ctx.device, ctx.runtime.precision, label)
-    after = accuracy(ctx.score(loaded.scorer, loaded.encoder, examples), labels)
+    after = loaded.figure(ctx, examples)
     record = base_record(spec, loaded.tokens, ctx.fingerprint(spec))
     record.update({
         "weight": weight,
@@ -130,6 +135,7 @@ def train_teacher(job: TeacherJob, ctx: TeacherContext, folder: Path) -> dict[st
         "learning_rate": learning_rate,  # the value used (teachers.learning_rate may say auto)
         **job.extra,
         "metrics": {
+            "train_metric": train_metric(spec),  # what train_accuracy_before/after measure
             "train_accuracy_before": before,
             "train_accuracy_after": after,
             "loss_first": losses[0],
@@ -148,8 +154,8 @@ def step_loss_fn(loaded: LoadedScorer, ctx: TeacherContext, spec: TeacherSpec, e
     from pet.core.mlm import MlmMasker, teacher_loss
 
     settings, scorer, encoder = ctx.settings, loaded.scorer, loaded.encoder
-    sequences = encoder.encode(examples)
-    labels = torch.tensor(examples.labels)
+    sequences = encoder.encode(examples)  # multi-label: a row per example and label, and labels their 0/1 answers
+    labels = training_targets(examples, len(spec.verbalizer.labels))
     sampler = EpochSampler(len(sequences), settings.batch_size, torch.Generator().manual_seed(spec.derived_seed))
     mlm = settings.mlm_weight > 0
     if mlm:
