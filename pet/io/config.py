@@ -99,6 +99,10 @@ class DistillationConfig(Strict):
     max_length: PositiveInt = 256
     gold_weight: NonNegativeFloat = 0.0  # weight of cross-entropy on the labelled set, added to the KL term
     seed: int = 42
+    # Self-training: after distillation, this many rounds in which a fresh student learns the soft labels with
+    # the previous student's confident predictions (probability >= self_training_threshold) made hard (one-hot)
+    self_training_rounds: NonNegativeInt = 0
+    self_training_threshold: float = Field(default=0.9, gt=0.5, lt=1.0)
 
 
 class RuntimeConfig(Strict):

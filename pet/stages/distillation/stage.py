@@ -9,6 +9,7 @@ a standard ``save_pretrained`` folder with id2label/label2id, loadable without p
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from pet.errors import PetError
 from pet.io.artifacts import MANIFEST, base_manifest, check_inputs, file_hash, read_manifest, reuse_or_refuse, write_json_atomic
 from pet.io.config import RunConfig, stage_config, task_reads
 from pet.io.data import open_table
+from pet.stages.distillation.self_training import hardened_targets
 from pet.stages.distillation.student import Student, save_student
 from pet.stages.labelling.soft_labels import read_soft_labels
 
@@ -59,8 +61,11 @@ def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = N
                        "DDP step); run pet distill in one process, or set it to 0")
     data = DistillationData.read(labels_dir, manifest, config)
     started = time.perf_counter()
-    student = Student.create(config, labels, rank_device(config.runtime.device, ranks))
-    losses = train_student(student, data, config, float(manifest["temperature"]), ranks)
+    device = rank_device(config.runtime.device, ranks)
+    temperature = float(manifest["temperature"])
+    student = Student.create(config, labels, device)
+    losses = train_student(student, data, config, temperature, ranks)
+    student, losses, rounds = self_train(student, losses, data, config, labels, temperature, ranks)
     if not ranks.main:
         ranks.barrier()  # while rank 0 measures, saves and writes the manifest
         return read_manifest(output, "student")
@@ -68,15 +73,49 @@ def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = N
     result["reads"] = reads
     result["learning_rate"] = resolved_learning_rate(config.distillation.learning_rate, student.model)  # the value used
     result["metrics"]["seconds"] = round(time.perf_counter() - started, 2)
+    if rounds:  # every student trained, the last one being this folder's (its test metrics are "test")
+        result["self_training"] = rounds + [round_record(len(rounds), losses, config, labels, None, ranks)]
     if config.data.test is not None:
-        test = open_table(config, config.data.test, "test", tuple(labels), labelled=True).read_all()
-        result["test"] = {**prediction_metrics(test.gold, student.logits(test.fields), labels, config.task.threshold),
-                          "calibration_definitions": definitions(test.gold)}
+        result["test"] = test_metrics(config, labels, student)
         info(f"student test accuracy {result['test']['accuracy']:.4f}, macro-F1 {result['test']['macro_f1']:.4f}")
     save_student(student.model, student.tokenizer, output)
     write_json_atomic(output / MANIFEST, result)
     ranks.barrier()
     return result
+
+
+def self_train(student: Student, losses: list[float], data: "DistillationData", config: RunConfig, labels: list[str],
+               temperature: float, ranks: Ranks) -> tuple[Student, list[float], list[dict[str, Any]]]:
+    """``distillation.self_training_rounds`` rounds (pet/stages/distillation/self_training.py): the final
+    student, its losses, and one record per earlier student."""
+    rounds: list[dict[str, Any]] = []
+    for round_number in range(1, config.distillation.self_training_rounds + 1):
+        rounds.append(round_record(round_number - 1, losses, config, labels, student, ranks))
+        targets, hardened = hardened_targets(data.targets, student.logits(data.texts), config.distillation.self_training_threshold,
+                                             config.task.multi_label)
+        rounds[-1]["made_hard_for_next_round"] = hardened
+        info(f"self-training round {round_number}: {hardened} of {targets.numel() if config.task.multi_label else len(targets)} "
+             f"targets made hard from the student's confident predictions")
+        data = dataclasses.replace(data, targets=targets)
+        student = Student.create(config, labels, student.device)  # a fresh student learns the new targets
+        losses = train_student(student, data, config, temperature, ranks)
+    return student, losses, rounds
+
+
+def round_record(number: int, losses: list[float], config: RunConfig, labels: list[str], student: Student | None,
+                 ranks: Ranks) -> dict[str, Any]:
+    """One self-training round's student: its losses and (``student`` given, with a test set) its test
+    metrics, which are reported and never used to choose anything."""
+    record: dict[str, Any] = {"round": number, "loss_first": losses[0], "loss_last": losses[-1]}
+    if student is not None and config.data.test is not None and ranks.main:
+        record["test"] = test_metrics(config, labels, student)
+    return record
+
+
+def test_metrics(config: RunConfig, labels: list[str], student: Student) -> dict[str, Any]:
+    test = open_table(config, config.data.test, "test", tuple(labels), labelled=True).read_all()
+    return {**prediction_metrics(test.gold, student.logits(test.fields), labels, config.task.threshold),
+            "calibration_definitions": definitions(test.gold)}
 
 
 def check_gold_set(config: RunConfig, manifest: dict[str, Any], labels_dir: Path) -> None:
