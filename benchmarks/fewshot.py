@@ -153,6 +153,10 @@ CPU.update({
     "eval_batch_size": 64,
     "order": "cells",  # an interrupted run leaves whole cells (every method on the same seeds) behind
 })
+# stage-C levers of issue 10, measured on the same soft labels as pet_student (one extra distillation each):
+# gold labels in the student's loss, and one self-training round; settings fixed before any run
+CPU["student_levers"] = {"gold": {"distillation.gold_weight": 1.0},
+                         "self_train": {"distillation.self_training_rounds": 1, "distillation.self_training_threshold": 0.9}}
 # lr stays the paper's 1e-5 (as in SMALL, whose 100-step teachers reached 78% on sst2); no MLM
 # loss: its three unlabeled texts per labelled one would triple a CPU step
 CPU["teachers"].update({"steps": 100, "mlm_weight": 0.0})
@@ -516,6 +520,8 @@ class Job:
                     generations=generations, student_loss_last=student["metrics"]["loss_last"])
         if not iterative:  # after pet's own lines, so that a failure here cannot lose them
             self.student_st(run, n, seed, config, labelled - started)
+            for name, overrides in (self.profile.get("student_levers") or {}).items():
+                self.student_lever(run, n, seed, config, labelled - started, name, overrides)
         if not self.args.keep_runs:
             shutil.rmtree(run, ignore_errors=True)
 
@@ -541,6 +547,23 @@ class Job:
         self.record(n, seed, "pet_student_st", metrics, stage_ab + distilled - started, used, timing=timing,
                     student_loss_last=student["metrics"]["loss_last"])
 
+    def student_lever(self, run: Path, n: int, seed: int, config, stage_ab: float, name: str, overrides: dict[str, Any]) -> None:
+        """A stage-C lever (issue 10), e.g. gold labels or self-training: the pet job's very soft labels
+        distilled once more with ``overrides``; recorded as ``pet_student_<name>``."""
+        from pet.evaluation import evaluate
+        from pet.stages.distillation.stage import distill
+
+        started = time.perf_counter()
+        folder = run / f"student_{name}"
+        student = distill(run / "labels", folder, overrides)
+        student = getattr(student, "manifest", student)
+        distilled = time.perf_counter()
+        metrics = evaluate(folder, self.data / "test.jsonl")
+        used = {"distillation": config_from_overrides(config, overrides)}
+        timing = {"distillation_s": round(distilled - started, 2), "evaluation_s": round(time.perf_counter() - distilled, 2)}
+        self.record(n, seed, f"pet_student_{name}", metrics, stage_ab + distilled - started, used, timing=timing,
+                    student_loss_last=student["metrics"]["loss_last"], lever=overrides)
+
     def ipet_generations(self, n: int) -> int:
         """The paper's rule: enough generations for |T| * d^k to reach about 1,000 examples."""
         settings = self.profile["ipet"]
@@ -552,6 +575,13 @@ class Job:
 # ---------------------------------------------------------------------------------------------
 # Scheduling
 # ---------------------------------------------------------------------------------------------
+def config_from_overrides(config, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The distillation settings a lever ran with: the pet job's, with its dotted overrides applied."""
+    settings = dict(config.to_json()["distillation"])
+    settings.update({key.split(".", 1)[1]: value for key, value in overrides.items() if key.startswith("distillation.")})
+    return settings
+
+
 def run_job(args: argparse.Namespace, profile: dict[str, Any], task: str, kind: str, n: int | None, seed: int | None) -> str:
     import torch
 

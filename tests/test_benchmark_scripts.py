@@ -51,3 +51,18 @@ def test_throughput_reports_steps_per_second():
     assert row["steps_per_s"] == pytest.approx(3 / row["wall_s"], rel=0.02)
     assert row["device"].startswith("cpu") and row["peak_gpu_mib_per_proc"] is None
     assert "teacher steps/s in total" in done.stderr
+
+
+def test_fewshot_pet_job_measures_the_student_levers_on_the_same_soft_labels(tmp_path):
+    out = tmp_path / "results"
+    done = run_script("benchmarks/fewshot.py", "--profile", "cpu", "--tasks", "rte", "--methods", "pet", "--seeds", "1",
+                      "--set", "teachers.steps", "2", "--set", "distillation.steps", "2", "--set", "unlabeled_limit", "40",
+                      "--set", "student_st", "false", "--device", "cpu", "--threads", "1",
+                      "--shared", str(SHARED), "--out", str(out), "--work", str(tmp_path / "work"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {row["method"]: row for row in map(json.loads, (out / "fewshot.jsonl").read_text().splitlines())}
+    assert {"pet_ensemble", "pet_student", "pet_student_gold", "pet_student_self_train"} <= set(rows)
+    assert rows["pet_student_gold"]["config"]["distillation"]["gold_weight"] == 1.0
+    assert rows["pet_student_self_train"]["lever"] == {"distillation.self_training_rounds": 1,
+                                                       "distillation.self_training_threshold": 0.9}
+    assert all(rows[m]["test_examples"] == 277 for m in ("pet_student", "pet_student_gold", "pet_student_self_train"))
