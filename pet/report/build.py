@@ -110,13 +110,17 @@ def teachers_section(data: RunData, folder: Path) -> str:
         before.append(metrics.get("train_accuracy_before"))
         after.append(metrics.get("train_accuracy_after"))
         test_accuracy.append(accuracy)
-        rows.append([entry["name"], entry["pattern"], entry["verbalizer"], entry["seed"], entry.get("generation", 0),
-                     entry.get("weight"), None if normalised is None else normalised[k], before[-1], after[-1], accuracy, ece])
+        pattern = entry["pattern"] if entry.get("kind", "pattern") == "pattern" else "(supervised classifier)"
+        rows.append([entry["name"], pattern, entry["verbalizer"], entry["seed"], entry.get("generation", 0),
+                     entry.get("weight"), None if normalised is None else normalised[k], before[-1], after[-1], accuracy, ece,
+                     entry.get("cv_accuracy")])
     header = ["teacher", "pattern", "verbalizer", "seed", "generation", "weight", "normalised weight",
-              "labelled acc. before", "labelled acc. after", "test accuracy", "test ECE"]
+              "labelled acc. before", "labelled acc. after", "test accuracy", "test ECE", "cv accuracy"]
     figure = draw_teacher_accuracy(folder / "teachers.png", [e["name"] for e in entries], before, after, test_accuracy)
-    legend = ("<p class=\"legend\">weight: the teacher's accuracy on the labelled set before training (PET's wmean weight); "
-              "normalised weight: as stage B used it (none for the uniform mean). Test accuracy and ECE from the labels manifest.</p>")
+    legend = ("<p class=\"legend\">weight: the teacher's accuracy on the labelled set before training (PET's wmean weight; "
+              "the supervised classifier's: the pattern teachers' mean); cv accuracy: its configuration's cross-validated accuracy "
+              "(labelling.ensemble cv); normalised weight: as stage B used it (none for the uniform mean). "
+              "Test accuracy and ECE from the labels manifest.</p>")
     return table(header, rows, "teachers", [e["name"] for e in entries]) + legend + image(figure, "teacher accuracy")
 
 
