@@ -393,3 +393,19 @@ def test_member_encodes_one_two_and_three_fields(tiny_bert):
     assert tokenizer.sep_token_id in three[0][len(two[0]) - 1:-1]  # a separator between the second and third fields
     # the student keeps joining further fields with a space
     assert classifier_texts(fields, ["premise", "hypothesis", "extra"]) == (["a man sleeps"], ["a dog runs the park"])
+
+
+def test_pet_report_shows_the_member_and_the_cv_accuracies(cv_run):
+    import re
+
+    pytest.importorskip("matplotlib")
+    run = cv_run / "run"
+    ok(invoke("report", run))
+    html = (run / "report" / "index.html").read_text(encoding="utf-8")
+    body = re.search(r'<table class="teachers">(.*?)</table>', html, re.S).group(1)
+    rows = {cells[0]: cells for cells in ([re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", r)]
+                                          for r in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S))}
+    assert rows["teacher"][-1] == "cv accuracy"
+    for entry in read(run / "teachers" / "manifest.json")["teachers"]:
+        assert rows[entry["name"]][-1] == f"{entry['cv_accuracy']:.4f}"
+    assert rows[MEMBER][1] == "(supervised classifier)"

@@ -20,7 +20,9 @@ its seed from ``<configuration>--cv<fold>``, never from a teacher's seed.
 Each fold's result is written as ``cv/<configuration>--cv<fold>.json`` as soon as it is finished
 (the held-out ids, the predicted labels, the number right, the losses), so an interrupted stage
 resumes; the teachers manifest's ``cross_validation`` sums them up and each teacher entry gets its
-configuration's ``cv_accuracy``.
+configuration's ``cv_accuracy``. It is not written into the teachers' own ``teacher.json``: it belongs
+to the configuration, not to one trained teacher, and adding cv to a finished run must leave every
+trained teacher's folder untouched.
 """
 
 from __future__ import annotations
