@@ -14,6 +14,7 @@ from html import escape
 
 import numpy as np
 
+from pet.core.classifier import PATTERN, teacher_kind
 from pet.errors import PetError
 from pet.io.artifacts import atomic_dir
 from pet.report.page import Formatted, document, image, key_values, notes, side_by_side, table
@@ -110,7 +111,7 @@ def teachers_section(data: RunData, folder: Path) -> str:
         before.append(metrics.get("train_accuracy_before"))
         after.append(metrics.get("train_accuracy_after"))
         test_accuracy.append(accuracy)
-        pattern = entry["pattern"] if entry.get("kind", "pattern") == "pattern" else "(supervised classifier)"
+        pattern = entry["pattern"] if teacher_kind(entry) == PATTERN else "(supervised classifier)"
         rows.append([entry["name"], pattern, entry["verbalizer"], entry["seed"], entry.get("generation", 0),
                      entry.get("weight"), None if normalised is None else normalised[k], before[-1], after[-1], accuracy, ece,
                      entry.get("cv_accuracy")])

@@ -17,8 +17,9 @@ def stage_reads(config: RunConfig, task: Task) -> dict[str, Any]:
 
     Not the test set (no teacher reads it), nor the labelling or distillation settings; the
     unlabeled set only when the auxiliary MLM loss or iPET reads it; ``teachers.cv_folds`` only when
-    ``labelling.ensemble`` is cv (stage A cross-validates every configuration then). Patterns and verbalizers by
-    their definitions, not their files' hashes: an edit to a pattern the run does not use changes nothing.
+    ``labelling.ensemble`` is cv (stage A cross-validates every configuration then). Patterns and
+    verbalizers by their definitions, not their files' hashes: an edit to a pattern the run does not
+    use changes nothing.
     """
     reads: dict[str, Any] = {
         "model": config.model,

@@ -45,7 +45,8 @@ def train_teachers(config: RunConfig, output: Path, *, task: Task | None = None,
     if config.ipet.generations > 0:
         manifest = train_ipet(task, ctx, output)
     else:
-        manifest = teachers_manifest(task, ctx, run_generation(task.jobs(ctx) + supervised_jobs(config, task.labels, ctx), ctx, output))
+        jobs = task.jobs(ctx) + supervised_jobs(config, task.labels, ctx)  # the supervised members last
+        manifest = teachers_manifest(task, ctx, run_generation(jobs, ctx, output))
         if config.labelling.ensemble == "cv":
             member = member_spec(config, task.labels, None) if config.teachers.supervised else None
             specs = fold_specs(task.patterns, task.verbalizers, member, config.teachers.cv_folds)
