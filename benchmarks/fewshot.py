@@ -334,7 +334,7 @@ class Job:
         from pet.core.encoding import pad
         from pet.core.metrics import classification_metrics
         from pet.core.modeling import autocast, load_classifier, load_tokenizer
-        from pet.stages.distillation.student import classifier_logits, student_texts, tokenize_pairs
+        from pet.core.classifier import classifier_logits, classifier_texts as student_texts, tokenize_pairs
         from pet.core.training import EpochSampler, OptimSettings, train
 
         labels = self.labels()

@@ -381,7 +381,7 @@ class Counter:
 
     def plain(self, max_length: int) -> Lengths:
         """The student's view: the texts alone, tokenized as pet's student tokenizes them."""
-        from pet.stages.distillation.student import tokenize_pairs
+        from pet.core.classifier import tokenize_pairs
 
         return Lengths.of(tokenize_pairs(self.tokenizer, self.texts, None, max_length), self.counts, self.excluded)
 

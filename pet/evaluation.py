@@ -16,7 +16,7 @@ import torch
 
 from pet.core import maths
 from pet.core.calibration import TEMPERATURE_BOUNDS, at_temperature, calibration_metrics, definitions, fit_temperature, prediction_metrics
-from pet.core.ensemble import EnsembleWeights, ensemble_weights, entry_weights
+from pet.core.ensemble import EnsembleWeights, ensemble_of, ensemble_weights
 from pet.io.artifacts import MANIFEST, read_json, read_manifest
 from pet.io.config import RunConfig, config_from_json, decision_threshold
 from pet.io.data import Examples, Table, multi_label_rule
@@ -64,7 +64,7 @@ def teachers_logits(model_dir: Path, manifest: dict[str, Any], config: RunConfig
 
 def teachers_ensemble(manifest: dict[str, Any], config: RunConfig) -> EnsembleWeights:
     """The ensemble stage B would use for these teachers with this config (one decision, pet/core/ensemble.py)."""
-    return ensemble_weights(entry_weights(manifest["teachers"]), config.labelling.ensemble, warn=False)
+    return ensemble_of(manifest["teachers"], config.labelling.ensemble, warn=False)
 
 
 def evaluate(model_dir: Path, data: Path, calibrate: bool = False, calibrate_on: Path | None = None) -> dict[str, Any]:
@@ -142,7 +142,9 @@ def evaluate_zero_shot(config_path: Path, data: Path, overrides: dict[str, Any] 
     from pet.core.multilabel import teacher_scorer
     from pet.stages.teachers.task import prepare_task
 
-    config = load_config(config_path, {**(overrides or {}), "teachers.zero_shot": True})
+    # untrained pattern teachers only: no supervised member, no cross-validation (their mean ensemble is reported)
+    config = load_config(config_path, {**(overrides or {}), "teachers.zero_shot": True, "teachers.supervised": False,
+                                       "labelling.ensemble": "mean"})
     task = prepare_task(config)
     ctx = task.context(pick_device(config.runtime.device), "zero-shot")
     labels = list(task.labels)

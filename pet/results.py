@@ -98,7 +98,8 @@ class Teachers(Predictor):
 
     @property
     def entries(self) -> list[dict[str, Any]]:
-        """One entry per teacher: name, path, pattern, verbalizer, seed, weight and metrics."""
+        """One entry per teacher: name, path, kind (pattern, or classifier for the supervised member), pattern,
+        verbalizer, seed, weight, cv_accuracy and metrics."""
         return list(self.manifest["teachers"])
 
     @property

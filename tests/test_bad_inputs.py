@@ -163,7 +163,7 @@ def _(ctx):
 @case("config-wrong-choice")
 def _(ctx):
     edit(ctx.config, "labelling:\n", "labelling:\n  ensemble: median\n")
-    return run_args(ctx), [f"{ctx.config}:", "'labelling.ensemble'", "'mean' or 'wmean'"]
+    return run_args(ctx), [f"{ctx.config}:", "'labelling.ensemble'", "'mean', 'wmean' or 'cv'"]
 
 
 @case("config-negative-number")

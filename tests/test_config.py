@@ -172,7 +172,7 @@ def test_missing_required_key(config_path):
     ({"teachers.steps": 0}, "'teachers.steps': input should be greater than 0 (got 0)"),
     ({"teachers.seeds": "one"}, "'teachers.seeds': input should be a valid list"),
     ({"labelling.temperature": -1}, "'labelling.temperature': input should be greater than 0"),
-    ({"labelling.ensemble": "median"}, "'labelling.ensemble': input should be 'mean' or 'wmean' (got 'median')"),
+    ({"labelling.ensemble": "median"}, "'labelling.ensemble': input should be 'mean', 'wmean' or 'cv' (got 'median')"),
     ({"runtime.precision": "fp8"}, "'runtime.precision': input should be"),
     ({"teachers": 5}, "'teachers': input should be a valid dictionary"),
 ])

@@ -76,3 +76,25 @@ def test_a_rerun_with_two_processes_resumes(runs):
     again = launch(folder / "config.yaml", folder / "two", 2)
     assert again.returncode == 0, again.stderr
     assert "all teachers already trained" in again.stderr and "student already trained" in again.stderr
+
+
+def test_two_processes_train_the_supervised_member_and_the_folds_as_one(tmp_path, tiny_bert):
+    """The member is one more job of run_generation, the fold models are split over the ranks the same way."""
+    if not TORCHRUN.exists():
+        pytest.skip("torchrun is not installed next to this Python")
+    config = write_project(tmp_path, tiny_bert, extra="")
+    config.write_text(config.read_text().replace("seeds: [1]", "seeds: [1, 2]"))
+    extra = ("--teachers.supervised", "true", "--labelling.ensemble", "cv", "--teachers.cv_folds", "2")
+    single = launch(config, tmp_path / "one", 1, *extra)
+    assert single.returncode == 0, single.stderr
+    double = launch(config, tmp_path / "two", 2, *extra)
+    assert double.returncode == 0, double.stderr
+    one, two = pet.Run.load(tmp_path / "one"), pet.Run.load(tmp_path / "two")
+    assert np.array_equal(one.soft_labels.teacher_logits, two.soft_labels.teacher_logits)
+    assert np.array_equal(one.soft_labels.probs, two.soft_labels.probs)
+    strip = lambda entries: [{k: v for k, v in e.items() if k != "metrics"} for e in entries]
+    assert strip(one.teachers.entries) == strip(two.teachers.entries)
+    assert [e["name"] for e in two.teachers.entries][-2:] == ["supervised--s1", "supervised--s2"]
+    assert one.teachers.manifest["cross_validation"] == two.teachers.manifest["cross_validation"]
+    for number in range(1, 7):  # 3 configurations x 2 folds, each trained once
+        assert double.stderr.count(f"cross-validation {number}/6 ") == 1

@@ -204,6 +204,15 @@ def test_the_label_placeholder_in_a_single_label_task_says_how_to_fix_it(project
     assert "{label} is the label placeholder of multi-label tasks: set task.type: multi_label" in failed(result)
 
 
+@pytest.mark.parametrize("settings, message", [
+    (["--teachers.supervised", "true"], "teachers.supervised: true is not supported for multi-label tasks yet"),
+    (["--labelling.ensemble", "cv"], "labelling.ensemble: cv is not supported for multi-label tasks yet"),
+])
+def test_the_supervised_member_and_cv_weights_refuse_multi_label_tasks(project, settings, message):
+    assert message in failed(invoke("train-teachers", project / "config.yaml", "-o", project / "out", *settings))
+    assert not (project / "out").exists()
+
+
 def test_ipet_and_search_words_refuse_multi_label_tasks(project):
     result = invoke("train-teachers", project / "config.yaml", "-o", project / "out", "--ipet.generations", "1")
     assert "ipet.generations > 0 is not supported for multi-label tasks yet" in failed(result)

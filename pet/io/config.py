@@ -68,6 +68,8 @@ class TeachersConfig(Strict):
     # Off by default so that a word that is unexpectedly several tokens is an error, not a silent change.
     multi_token: bool = False
     multi_token_rule: Literal["mean", "pet"] = "mean"  # how multi-token words score: see README "Multi-token label words"
+    supervised: bool = False  # true: per seed, one more teacher, a sequence classifier fine-tuned on the labelled set (README "Supervised member")
+    cv_folds: int = Field(default=4, ge=2)  # folds of labelling.ensemble: cv (stratified k-fold on the labelled set)
 
 
 class IpetConfig(Strict):
@@ -82,7 +84,9 @@ class IpetConfig(Strict):
 
 
 class LabellingConfig(Strict):
-    ensemble: Literal["mean", "wmean"] = "wmean"  # wmean: weight = teacher accuracy on the labelled set before training
+    # wmean: weight = teacher accuracy on the labelled set before training (a supervised member: the pattern teachers' mean);
+    # cv: weight = k-fold cross-validated accuracy of the teacher's configuration, computed in stage A (README "Ensemble weights")
+    ensemble: Literal["mean", "wmean", "cv"] = "wmean"
     temperature: PositiveFloat = 2.0
     batch_size: PositiveInt = 64
     max_length: PositiveInt = 256

@@ -14,6 +14,7 @@ from html import escape
 
 import numpy as np
 
+from pet.core.classifier import PATTERN, teacher_kind
 from pet.errors import PetError
 from pet.io.artifacts import atomic_dir
 from pet.report.page import Formatted, document, image, key_values, notes, side_by_side, table
@@ -109,17 +110,21 @@ def teachers_section(data: RunData, folder: Path) -> str:
         before.append(metrics.get("train_accuracy_before"))
         after.append(metrics.get("train_accuracy_after"))
         test_accuracy.append(accuracy)
-        rows.append([entry["name"], entry["pattern"], entry["verbalizer"], entry["seed"], entry.get("generation", 0),
-                     entry.get("weight"), None if normalised is None else normalised[k], before[-1], after[-1], accuracy, ece])
+        pattern = entry["pattern"] if teacher_kind(entry) == PATTERN else "(supervised classifier)"
+        rows.append([entry["name"], pattern, entry["verbalizer"], entry["seed"], entry.get("generation", 0),
+                     entry.get("weight"), None if normalised is None else normalised[k], before[-1], after[-1], accuracy, ece,
+                     entry.get("cv_accuracy")])
     figure_name = "micro-F1" if data.multi_label else "acc."
     header = ["teacher", "pattern", "verbalizer", "seed", "generation", "weight", "normalised weight",
               f"labelled {figure_name} before", f"labelled {figure_name} after",
-              "test micro-F1" if data.multi_label else "test accuracy", "test ECE"]
+              "test micro-F1" if data.multi_label else "test accuracy", "test ECE", "cv accuracy"]
     figure = draw_teacher_accuracy(folder / "teachers.png", [e["name"] for e in entries], before, after, test_accuracy,
                                    "micro-F1" if data.multi_label else "accuracy")
     measured = ("micro-F1 of its yes/no decisions (multi-label)" if data.multi_label else "accuracy")
-    legend = (f"<p class=\"legend\">weight: the teacher's {measured} on the labelled set before training (PET's wmean weight); "
-              "normalised weight: as stage B used it (none for the uniform mean). Test figures and ECE from the labels manifest.</p>")
+    legend = (f"<p class=\"legend\">weight: the teacher's {measured} on the labelled set before training (PET's wmean weight; "
+              "the supervised classifier's: the pattern teachers' mean); cv accuracy: its configuration's cross-validated accuracy "
+              "(labelling.ensemble cv); normalised weight: as stage B used it (none for the uniform mean). "
+              "Test figures and ECE from the labels manifest.</p>")
     return table(header, rows, "teachers", [e["name"] for e in entries]) + legend + image(figure, "teacher accuracy")
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from pet.core.classifier import CLASSIFIER, teacher_kind
 from pet.core.distributed import Ranks, current_ranks, gather_chunks, rank_device
 from pet.core.progress import info
 from pet.core.scoring import score_table
@@ -39,7 +40,7 @@ def check_teachers(teachers_dir: Path, entries: list[dict[str, Any]]) -> None:
             record = json.loads(record_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise PetError(f"{record_path}: teacher record is corrupted ({err}); {hint}") from None
-        if not isinstance(record, dict) or "verbalizer_token_ids" not in record:
+        if not isinstance(record, dict) or ("verbalizer_token_ids" not in record and teacher_kind(record) != CLASSIFIER):
             raise PetError(f"{record_path}: teacher record is corrupted (not a pet teacher record); {hint}")
         if record.get("base_model"):
             continue  # a zero-shot teacher is the base model itself

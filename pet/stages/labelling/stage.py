@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from pet.core.calibration import at_temperature, calibration_metrics, definitions, is_label_sets, prediction_metrics
-from pet.core.ensemble import EnsembleWeights, ensemble_weights, entry_weights
+from pet.core.classifier import PATTERN, teacher_kind
+from pet.core.ensemble import EnsembleWeights, ensemble_of
 from pet.core.distributed import current_ranks
 from pet.core.progress import info
 from pet.core.scoring import check_table_fits
@@ -43,6 +44,7 @@ def label(teachers_dir: Path, output: Path, overrides: dict[str, Any] | None = N
     config = stage_config(manifest, overrides, STAGE_KEYS, teachers_dir)
     check_unlabeled_unchanged(config, manifest, teachers_dir)
     reads = stage_reads(config, manifest)
+    ensemble_of(manifest["teachers"], config.labelling.ensemble, warn=False)  # cv of teachers without cv accuracies: fails before any write
     stamp, existing = reuse_or_refuse(output, "labels", reads, overwrite, "holds soft labels from other teachers or settings")
     current_ranks().barrier()  # every rank has decided before any rank writes
     if existing is not None:
@@ -56,7 +58,7 @@ def label(teachers_dir: Path, output: Path, overrides: dict[str, Any] | None = N
     if not ranks.main:
         ranks.barrier()  # while rank 0 writes the soft labels and the manifest
         return read_manifest(output, "labels")
-    ensemble = ensemble_weights(entry_weights(manifest["teachers"]), config.labelling.ensemble)
+    ensemble = ensemble_of(manifest["teachers"], config.labelling.ensemble)
     stats = write_soft_labels(output / SOFT_LABELS, tables["unlabeled"], logits["unlabeled"], ensemble,
                               config.labelling.temperature, manifest["labels"], decision_threshold(config))
     result = labels_manifest(teachers_dir, manifest, config, stamp, ensemble, stats)
@@ -156,7 +158,7 @@ def check_encodable(teachers_dir: Path, teachers: dict[str, Any], config: RunCon
     multi_label = config.task.multi_label  # the label texts are part of each row then
     needs = {(e["pattern"], int(read_json(teachers_dir / e["path"] / "teacher.json", "teacher record").get("num_masks", 1)),
               e["verbalizer"] if multi_label else None)
-             for e in teachers["teachers"]}
+             for e in teachers["teachers"] if teacher_kind(e) == PATTERN}  # a classifier truncates: every row fits
     for pattern_id, num_masks, verbalizer_id in sorted(needs, key=str):
         verbalizer = verbalizers[verbalizer_id] if verbalizer_id is not None else next(iter(verbalizers.values()))
         encoder = teacher_encoder(patterns[pattern_id], verbalizer, tokenizer, config.labelling.max_length, num_masks)

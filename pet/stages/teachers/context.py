@@ -21,7 +21,14 @@ from pet.io.artifacts import fingerprint_of
 from pet.io.config import RuntimeConfig, TeachersConfig
 from pet.io.data import Examples, Table
 from pet.io.patterns import MultiLabelVerbalizer, Pattern, Verbalizer
-from pet.stages.teachers.specs import TeacherSpec
+from pet.stages.teachers.specs import ClassifierSpec, TeacherSpec
+
+# Which members the stage trains and how it weights them; no one teacher's training reads these.
+MEMBER_KEYS = ("teachers.supervised", "teachers.cv_folds")
+# What only pattern teachers read: the supervised member's fingerprint leaves these out.
+CLASSIFIER_IGNORES = ("patterns", "verbalizers", "teachers.seeds", *MEMBER_KEYS, "teachers.mlm_weight", "teachers.unlabeled_ratio",
+                      "teachers.mlm_probability", "teachers.zero_shot", "teachers.multi_token", "teachers.multi_token_rule",
+                      "inputs.data.unlabeled")
 
 
 @dataclass(frozen=True)
@@ -39,13 +46,18 @@ class TeacherContext:
     ranks: Ranks = field(default_factory=Ranks)  # several processes (torchrun): each trains its share of teachers
     threshold: float = 0.5  # multi-label tasks: the decision threshold of the labelled-set F1 (task.threshold)
 
-    def fingerprint(self, spec: TeacherSpec) -> str:
+    def fingerprint(self, spec: TeacherSpec | ClassifierSpec) -> str:
         """What this one teacher was trained from: the stage's reads without the lists of patterns,
         verbalizers and seeds, plus its own. Adding a seed or a pattern keeps the teachers already
-        trained; an iPET generation >= 1 teacher depends on the whole previous generation."""
+        trained; an iPET generation >= 1 teacher depends on the whole previous generation. Which
+        members the stage adds (the supervised member, cross-validation) changes no teacher; the
+        supervised member leaves out the settings only a pattern teacher reads."""
+        if isinstance(spec, ClassifierSpec):
+            own = {k: v for k, v in self.reads.items() if k not in CLASSIFIER_IGNORES}
+            return fingerprint_of({**own, "classifier": spec.to_json(), "seed": spec.seed})
         if spec.generation > 0:
             return fingerprint_of({**self.reads, "generation": spec.generation, "teacher": spec.name})
-        own = {k: v for k, v in self.reads.items() if k not in ("patterns", "verbalizers", "teachers.seeds")}
+        own = {k: v for k, v in self.reads.items() if k not in ("patterns", "verbalizers", "teachers.seeds") + MEMBER_KEYS}
         return fingerprint_of({**own, "pattern": spec.pattern.to_json(), "verbalizer": spec.verbalizer.to_json(), "seed": spec.seed})
 
     def tokens(self, pattern: Pattern, verbalizer: Verbalizer | MultiLabelVerbalizer) -> VerbalizerTokens:

@@ -9,10 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pet.core.classifier import CLASSIFIER, PATTERN
 from pet.core.progress import info
 from pet.errors import PetError
 from pet.io.artifacts import read_json
 from pet.stages.teachers.context import TeacherContext, TeacherJob
+from pet.stages.teachers.specs import ClassifierSpec
+from pet.stages.teachers.supervised import train_classifier
 from pet.stages.teachers.teacher import TEACHER_FILE, train_teacher, zero_shot_teacher
 
 
@@ -47,6 +50,9 @@ def finished_record(job: TeacherJob, ctx: TeacherContext, output: Path, what: st
 
 
 def run_job(job: TeacherJob, ctx: TeacherContext, output: Path, what: str) -> dict[str, Any]:
+    if isinstance(job.spec, ClassifierSpec):
+        info(f"{what}: fine-tuning a sequence classifier on {len(job.train_set)} examples ({ctx.device})")
+        return train_classifier(job, ctx, output / job.path)
     if job.spec.seed is None:
         info(f"{what}: zero-shot, no training ({ctx.device})")
         return zero_shot_teacher(job, ctx, output / job.path)
@@ -56,7 +62,9 @@ def run_job(job: TeacherJob, ctx: TeacherContext, output: Path, what: str) -> di
 
 def manifest_entry(job: TeacherJob, record: dict[str, Any]) -> dict[str, Any]:
     spec = job.spec
-    return {"name": spec.name, "path": job.path, "pattern": spec.pattern.id, "verbalizer": spec.verbalizer.id,
+    classifier = isinstance(spec, ClassifierSpec)  # the supervised member: no pattern, no verbalizer
+    return {"name": spec.name, "path": job.path, "kind": CLASSIFIER if classifier else PATTERN,
+            "pattern": None if classifier else spec.pattern.id, "verbalizer": None if classifier else spec.verbalizer.id,
             "seed": spec.seed, "derived_seed": spec.derived_seed, "generation": spec.generation,
-            "zero_shot": spec.seed is None, "weight": record["weight"],
+            "zero_shot": spec.seed is None, "weight": record["weight"], "cv_accuracy": None,  # set by crossval.py under cv
             "metrics": {k: v for k, v in record["metrics"].items() if k != "losses"}}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pet.core.classifier import CLASSIFIER, teacher_kind
+from pet.core.ensemble import member_weights
 from pet.io.artifacts import base_manifest, file_hash
 from pet.io.config import RunConfig, task_reads
 from pet.stages.teachers.context import TeacherContext
@@ -14,8 +16,10 @@ def stage_reads(config: RunConfig, task: Task) -> dict[str, Any]:
     """Everything stage A reads, so that a rerun can tell exactly what changed.
 
     Not the test set (no teacher reads it), nor the labelling or distillation settings; the
-    unlabeled set only when the auxiliary MLM loss or iPET reads it. Patterns and verbalizers by
-    their definitions, not their files' hashes: an edit to a pattern the run does not use changes nothing.
+    unlabeled set only when the auxiliary MLM loss or iPET reads it; ``teachers.cv_folds`` only when
+    ``labelling.ensemble`` is cv (stage A cross-validates every configuration then). Patterns and
+    verbalizers by their definitions, not their files' hashes: an edit to a pattern the run does not
+    use changes nothing.
     """
     reads: dict[str, Any] = {
         "model": config.model,
@@ -25,7 +29,12 @@ def stage_reads(config: RunConfig, task: Task) -> dict[str, Any]:
         "patterns": [p.to_json() for p in task.patterns],
         "verbalizers": [v.to_json() for v in task.verbalizers],
     }
-    reads.update({f"teachers.{key}": value for key, value in config.teachers.model_dump(mode="json").items()})
+    teachers = config.teachers.model_dump(mode="json")
+    # The supervised member and the folds only when used: a run that uses neither reads what it read before they existed.
+    for key, used in (("supervised", config.teachers.supervised), ("cv_folds", config.labelling.ensemble == "cv")):
+        if not used:
+            del teachers[key]
+    reads.update({f"teachers.{key}": value for key, value in teachers.items()})
     reads.update(task_reads(config))
     ipet = config.ipet.generations > 0
     if config.teachers.mlm_weight > 0 or ipet:
@@ -37,6 +46,9 @@ def stage_reads(config: RunConfig, task: Task) -> dict[str, Any]:
 
 
 def teachers_manifest(task: Task, ctx: TeacherContext, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    for entry, weight in zip(entries, member_weights(entries, "wmean")):
+        if teacher_kind(entry) == CLASSIFIER:
+            entry["weight"] = weight  # the wmean weight stage B gives it (pet/core/ensemble.py)
     manifest = base_manifest("teachers", task.config.to_json(), task.inputs)
     manifest.update({
         "fingerprint": ctx.stamp,

@@ -2,6 +2,8 @@
 
 Zero-shot (``teachers.zero_shot: true``): no training, one teacher per pattern x verbalizer is the
 pretrained MLM itself. iPET (``ipet.generations > 0``): generations of teachers, pet/stages/teachers/ipet.py.
+``teachers.supervised``: one more teacher per seed, a plain classifier (supervised.py), after the pattern
+teachers. ``labelling.ensemble: cv``: every configuration cross-validated on the labelled set (crossval.py).
 The manifest is written last: its presence means every teacher finished.
 """
 
@@ -14,9 +16,11 @@ from pet.core.distributed import current_ranks, rank_device
 from pet.core.progress import info
 from pet.io.artifacts import MANIFEST, reuse_or_refuse, write_json_atomic
 from pet.io.config import RunConfig
+from pet.stages.teachers.crossval import add_cross_validation, cross_validate, fold_specs
 from pet.stages.teachers.generation import run_generation
 from pet.stages.teachers.ipet import train_ipet
 from pet.stages.teachers.manifest import stage_reads, teachers_manifest
+from pet.stages.teachers.supervised import member_spec, supervised_jobs
 from pet.stages.teachers.task import Task, prepare_task
 
 
@@ -41,7 +45,12 @@ def train_teachers(config: RunConfig, output: Path, *, task: Task | None = None,
     if config.ipet.generations > 0:
         manifest = train_ipet(task, ctx, output)
     else:
-        manifest = teachers_manifest(task, ctx, run_generation(task.jobs(ctx), ctx, output))
+        jobs = task.jobs(ctx) + supervised_jobs(config, task.labels, ctx)  # the supervised members last
+        manifest = teachers_manifest(task, ctx, run_generation(jobs, ctx, output))
+        if config.labelling.ensemble == "cv":
+            member = member_spec(config, task.labels, None) if config.teachers.supervised else None
+            specs = fold_specs(task.patterns, task.verbalizers, member, config.teachers.cv_folds)
+            add_cross_validation(manifest, cross_validate(specs, ctx, output))
     if ranks.main:
         write_json_atomic(output / MANIFEST, manifest)
     ranks.barrier()

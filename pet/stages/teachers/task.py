@@ -20,6 +20,7 @@ from pet.io.artifacts import sha256_file
 from pet.io.config import RunConfig
 from pet.io.data import Examples, Table, check_label_coverage, multi_label_rule, open_table
 from pet.io.patterns import LABEL, MultiLabelVerbalizer, Pattern, Verbalizer, load_patterns, load_verbalizers
+from pet.stages.teachers import crossval, supervised
 from pet.stages.teachers.context import TeacherContext, TeacherJob
 from pet.stages.teachers.specs import TeacherSpec, make_specs
 
@@ -108,6 +109,7 @@ def prepare_task(config: RunConfig, tokenizer=None) -> Task:
         raise PetError("distillation.gold_weight is above 0 but there are no labelled examples (zero-shot); set it to 0")
     if not config.teachers.zero_shot:
         check_label_coverage(train, labels, config.data.train, config.verbalizers.file)
+        crossval.check_folds(config, train, labels)
     open_table(config, config.data.unlabeled, "unlabeled", None, labelled=False)  # the file and its columns;
     if config.data.test is not None:  # every row is read by check_every_row_fits below
         open_table(config, config.data.test, "test", labels, labelled=True)
@@ -132,6 +134,8 @@ def check_settings(config: RunConfig) -> None:
     if config.task.multi_label and config.ipet.generations > 0:
         raise PetError("ipet.generations > 0 is not supported for multi-label tasks yet (iPET draws examples per class); "
                        "set ipet.generations: 0")
+    supervised.check_settings(config)
+    crossval.check_settings(config)
 
 
 def check_student_model(config: RunConfig, labels: tuple[str, ...]) -> None:

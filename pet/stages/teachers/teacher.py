@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import torch
 
+from pet.core.classifier import PATTERN
 from pet.core.encoding import VerbalizerTokens, pad
 from pet.core.modeling import resolved_learning_rate, save_model
 from pet.core.metrics import labelled_score
@@ -33,6 +34,7 @@ UNLABELED_LOGITS = "unlabeled_logits.safetensors"
 def base_record(spec: TeacherSpec, tokens: VerbalizerTokens, stamp: str) -> dict[str, Any]:
     return {
         "name": spec.name,
+        "kind": PATTERN,  # a masked LM read through a pattern and a verbalizer (the supervised member: "classifier")
         "pattern": spec.pattern.to_json(),
         "verbalizer": spec.verbalizer.to_json(),
         "verbalizer_token_ids": tokens.to_json(),
