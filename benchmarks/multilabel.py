@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Multi-label PET on the shipped example (examples/multilabel) against what a user would try instead.
 
-    nice -n 10 python benchmarks/multilabel.py                       # ~10 min on 2 CPU cores
-    nice -n 10 python benchmarks/multilabel.py --teacher-steps 250 --student-steps 300 --seeds 1 2 3
+    nice -n 10 python benchmarks/multilabel.py                       # ~15 min on 2 CPU cores
+    nice -n 10 python benchmarks/multilabel.py --seeds 1 2 3 --student-steps 300
 
 The example is small and synthetic (24 labelled reviews, 200 unlabeled, 80 test; 4 aspects): a
 check that multi-label PET learns, not a benchmark of the field. Methods, every setting fixed before
@@ -136,9 +136,9 @@ def main() -> None:
     parser.add_argument("--model", default=str(MODEL))
     parser.add_argument("--work", help="run folders (default: a temporary folder, deleted)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1])
-    parser.add_argument("--teacher-steps", type=int, default=100)  # the example config's budget
+    parser.add_argument("--teacher-steps", type=int, default=250)  # the example config's budget
     parser.add_argument("--student-steps", type=int, default=150)
-    parser.add_argument("--supervised-steps", type=int, default=100)  # the teachers' budget
+    parser.add_argument("--supervised-steps", type=int, default=250)  # the teachers' budget
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
