@@ -51,7 +51,10 @@ class TeachersConfig(Strict):
     batch_size: PositiveInt = 4
     # auto: by the model's size, 1e-5 (the paper's, for RoBERTa-large) from 200M parameters, 2e-5 from 60M,
     # 5e-5 below (pet/core/modeling.py auto_learning_rate); a number sets it
-    learning_rate: PositiveFloat | Literal["auto"] = "auto"
+    # cv: the rate of learning_rate_grid with the best cross-validated accuracy (teachers.cv_folds folds of the
+    # labelled set, the first pattern x verbalizer; pet/stages/teachers/lr_search.py)
+    learning_rate: PositiveFloat | Literal["auto", "cv"] = "auto"
+    learning_rate_grid: list[PositiveFloat] = Field(default_factory=lambda: [1e-5, 2e-5, 5e-5, 1e-4], min_length=1)
     weight_decay: NonNegativeFloat = 0.01
     warmup_steps: NonNegativeInt = 0
     max_grad_norm: PositiveFloat = 1.0

@@ -132,7 +132,10 @@ def stage_reads(config: RunConfig, labels: dict[str, Any]) -> dict[str, Any]:
     reads: dict[str, Any] = {"labels": labels["fingerprint"], "model": settings.model or config.model,
                              "runtime.trust_remote_code": config.runtime.trust_remote_code,
                              "inputs.data.test": file_hash(config.data.test)}
-    reads.update({f"distillation.{key}": value for key, value in settings.model_dump(mode="json").items()})
+    distillation = settings.model_dump(mode="json")
+    if not settings.self_training_rounds:  # a run without rounds reads what it read before they existed
+        del distillation["self_training_rounds"], distillation["self_training_threshold"]
+    reads.update({f"distillation.{key}": value for key, value in distillation.items()})
     reads.update(task_reads(config))
     if settings.gold_weight > 0:
         reads["inputs.data.train"] = file_hash(config.data.train)

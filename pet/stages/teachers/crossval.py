@@ -64,16 +64,17 @@ def check_settings(config: RunConfig) -> None:
 
 def check_folds(config: RunConfig, labelled: Examples, labels: Sequence[str]) -> None:
     """Every label has at least teachers.cv_folds labelled examples, so that every fold holds each label."""
-    if config.labelling.ensemble != "cv":
+    if config.labelling.ensemble != "cv" and config.teachers.learning_rate != "cv":
         return
     folds = config.teachers.cv_folds
     counts = [list(labelled.labels or []).count(i) for i in range(len(labels))]
     fewest = min(range(len(labels)), key=counts.__getitem__)
     if counts[fewest] < folds:
         hint = f"set teachers.cv_folds to {counts[fewest]} or fewer" if counts[fewest] >= 2 else "add labelled examples"
-        raise PetError(f"{config.data.train}: labelling.ensemble cv splits the labelled set into teachers.cv_folds = {folds} "
+        what = "labelling.ensemble cv" if config.labelling.ensemble == "cv" else "teachers.learning_rate cv"
+        raise PetError(f"{config.data.train}: {what} splits the labelled set into teachers.cv_folds = {folds} "
                        f"folds, but label '{labels[fewest]}' has {counts[fewest]} example(s), so a fold would hold none; "
-                       f"{hint}, or use labelling.ensemble wmean")
+                       f"{hint}, or use {'labelling.ensemble wmean' if config.labelling.ensemble == 'cv' else 'teachers.learning_rate auto'}")
 
 
 def fold_assignment(labels: Sequence[int], folds: int) -> list[int]:

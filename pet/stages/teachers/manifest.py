@@ -31,10 +31,15 @@ def stage_reads(config: RunConfig, task: Task) -> dict[str, Any]:
     }
     teachers = config.teachers.model_dump(mode="json")
     # The supervised member and the folds only when used: a run that uses neither reads what it read before they existed.
-    for key, used in (("supervised", config.teachers.supervised), ("cv_folds", config.labelling.ensemble == "cv")):
+    cross_validated = config.labelling.ensemble == "cv" or config.teachers.learning_rate == "cv"
+    for key, used in (("supervised", config.teachers.supervised), ("cv_folds", cross_validated),
+                      ("learning_rate_grid", config.teachers.learning_rate == "cv")):
         if not used:
             del teachers[key]
     reads.update({f"teachers.{key}": value for key, value in teachers.items()})
+    if config.teachers.learning_rate == "cv":  # every teacher's rate comes from this search: part of each one's fingerprint
+        reads["teachers.learning_rate_search"] = {"pattern": task.patterns[0].to_json(), "verbalizer": task.verbalizers[0].to_json(),
+                                                  "cv_folds": config.teachers.cv_folds}
     reads.update(task_reads(config))
     ipet = config.ipet.generations > 0
     if config.teachers.mlm_weight > 0 or ipet:

@@ -4,6 +4,7 @@ Zero-shot (``teachers.zero_shot: true``): no training, one teacher per pattern x
 pretrained MLM itself. iPET (``ipet.generations > 0``): generations of teachers, pet/stages/teachers/ipet.py.
 ``teachers.supervised``: one more teacher per seed, a plain classifier (supervised.py), after the pattern
 teachers. ``labelling.ensemble: cv``: every configuration cross-validated on the labelled set (crossval.py).
+``teachers.learning_rate: cv``: the teachers' rate chosen by cross-validation first (lr_search.py).
 The manifest is written last: its presence means every teacher finished.
 """
 
@@ -19,6 +20,7 @@ from pet.io.config import RunConfig
 from pet.stages.teachers.crossval import add_cross_validation, cross_validate, fold_specs
 from pet.stages.teachers.generation import run_generation
 from pet.stages.teachers.ipet import train_ipet
+from pet.stages.teachers.lr_search import search_learning_rate
 from pet.stages.teachers.manifest import stage_reads, teachers_manifest
 from pet.stages.teachers.supervised import member_spec, supervised_jobs
 from pet.stages.teachers.task import Task, prepare_task
@@ -42,6 +44,9 @@ def train_teachers(config: RunConfig, output: Path, *, task: Task | None = None,
         info(f"{output}: all teachers already trained")
         return existing
     ctx = task.context(pick_device(rank_device(config.runtime.device, ranks)), stamp, reads, overwrite, ranks)
+    search = None
+    if config.teachers.learning_rate == "cv":  # before any teacher: they all train at the rate it picks
+        ctx, search = search_learning_rate(task, ctx, output)
     if config.ipet.generations > 0:
         manifest = train_ipet(task, ctx, output)
     else:
@@ -51,6 +56,8 @@ def train_teachers(config: RunConfig, output: Path, *, task: Task | None = None,
             member = member_spec(config, task.labels, None) if config.teachers.supervised else None
             specs = fold_specs(task.patterns, task.verbalizers, member, config.teachers.cv_folds)
             add_cross_validation(manifest, cross_validate(specs, ctx, output))
+    if search is not None:
+        manifest["learning_rate_search"] = search
     if ranks.main:
         write_json_atomic(output / MANIFEST, manifest)
     ranks.barrier()

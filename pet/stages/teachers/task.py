@@ -136,6 +136,19 @@ def check_settings(config: RunConfig) -> None:
                        "set ipet.generations: 0")
     supervised.check_settings(config)
     crossval.check_settings(config)
+    check_learning_rate_search(config)
+
+
+def check_learning_rate_search(config: RunConfig) -> None:
+    """teachers.learning_rate: cv (lr_search.py) needs labelled examples of a single-label task."""
+    if config.teachers.learning_rate != "cv":
+        return
+    if config.teachers.zero_shot:
+        raise PetError("teachers.learning_rate: cv searches a rate by training on the labelled set, and "
+                       "teachers.zero_shot: true trains on none; set a rate or auto")
+    if config.task.multi_label:
+        raise PetError("teachers.learning_rate: cv is not supported for multi-label tasks yet (its folds and scores are "
+                       "per class); set a rate or auto")
 
 
 def check_student_model(config: RunConfig, labels: tuple[str, ...]) -> None:
