@@ -189,6 +189,12 @@ def test_bad_label_lists_fail_in_one_line_before_anything_is_written(project, ro
     assert not (project / "out").exists()
 
 
+def test_a_label_that_no_labelled_example_carries_is_an_error(project):
+    write_jsonl(project / "train.jsonl", [{**r, "labels": [l for l in r["labels"] if l != "price"]} for r in rows(project / "train.jsonl")])
+    result = invoke("train-teachers", project / "config.yaml", "-o", project / "out")
+    assert "label 'price' has no example in the labelled set" in failed(result)
+
+
 def test_a_multi_label_pattern_needs_the_label_placeholder(project):
     (project / "p.yaml").write_text("patterns:\n  - id: plain\n    template: '{text} It was {mask}.'\n", encoding="utf-8")
     result = invoke("train-teachers", project / "config.yaml", "-o", project / "out", "--patterns.file", project / "p.yaml",
