@@ -211,10 +211,10 @@ def test_the_label_placeholder_in_a_single_label_task_says_how_to_fix_it(project
 
 
 @pytest.mark.parametrize("settings, message", [
-    (["--teachers.supervised", "true"], "teachers.supervised: true is not supported for multi-label tasks yet"),
     (["--labelling.ensemble", "cv"], "labelling.ensemble: cv is not supported for multi-label tasks yet"),
+    (["--teachers.learning_rate", "cv"], "teachers.learning_rate: cv is not supported for multi-label tasks yet"),
 ])
-def test_the_supervised_member_and_cv_weights_refuse_multi_label_tasks(project, settings, message):
+def test_cross_validation_refuses_multi_label_tasks(project, settings, message):
     assert message in failed(invoke("train-teachers", project / "config.yaml", "-o", project / "out", *settings))
     assert not (project / "out").exists()
 
@@ -325,3 +325,30 @@ def test_python_api_with_in_memory_label_lists(tmp_path, tiny_bert):
     assert predictions[0].label is None and set(predictions[0].probs) == set(LABELS)
     assert predictions[0].labels == tuple(label for label in LABELS if predictions[0].probs[label] >= 0.5)
     assert teachers.predict_proba(["a", "b"]).shape == (2, 4)
+
+
+def test_the_supervised_member_of_a_multi_label_run_is_a_multi_label_classifier(project, tiny_bert):
+    from transformers import AutoConfig
+
+    run = project / "run"
+    ok(invoke("run", project / "config.yaml", "-o", run, "--teachers.steps", "3", "--distillation.steps", "2",
+              "--teachers.supervised", "true", "--patterns.ids", "[question]"))
+    teachers = json.loads((run / "teachers" / "manifest.json").read_text())
+    member = next(e for e in teachers["teachers"] if e["kind"] == "classifier")
+    pattern = next(e for e in teachers["teachers"] if e["kind"] == "pattern")
+    assert AutoConfig.from_pretrained(run / "teachers" / member["path"]).problem_type == "multi_label_classification"
+    record = json.loads((run / "teachers" / member["path"] / "teacher.json").read_text())
+    assert record["metrics"]["train_metric"] == "micro_f1"
+    labels = json.loads((run / "labels" / "manifest.json").read_text())
+    assert labels["teachers"] == [pattern["name"], member["name"]]
+    assert "micro_f1" in labels["test"]["teachers_metrics"][member["name"]]
+    # its row of teacher_logits is the saved classifier's own output (per-label logits: sigmoid gives the probability)
+    import pyarrow.parquet as pq
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    first = pq.read_table(str(run / "labels" / "soft_labels.parquet")).slice(0, 1).to_pylist()[0]
+    folder = run / "teachers" / member["path"]
+    model, tokenizer = AutoModelForSequenceClassification.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    with torch.no_grad():
+        logits = model(**tokenizer([first["text"]], return_tensors="pt", truncation=True, max_length=128)).logits[0]
+    assert first["teacher_logits"][1] == pytest.approx(logits.tolist(), abs=1e-4)

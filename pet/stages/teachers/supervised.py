@@ -5,7 +5,9 @@ ensemble of them can fall far below ordinary fine-tuning on the same labelled se
 member *is* ordinary fine-tuning, trained in stage A as one more teacher per seed
 (``supervised--s<seed>``, after the pattern teachers): ``AutoModelForSequenceClassification`` from the
 run's model with the verbalizer's labels in their order (``id2label``/``label2id``), trained with
-cross-entropy on the labelled set by the shared loop (pet/core/training.py), with the teachers'
+cross-entropy on the labelled set (multi-label tasks: a ``multi_label_classification`` model trained with
+binary cross-entropy on the label sets, whose logits are per-label decision logits like a multi-label
+pattern teacher's) by the shared loop (pet/core/training.py), with the teachers'
 steps, batch size, learning rate (``auto`` too), weight decay, warm-up, clipping and max_length, its
 seed derived from its name. It reads the data fields as the student does (pet/core/classifier.py):
 one field is the text, two a tokenizer pair, further ones joined to the second with the tokenizer's
@@ -35,6 +37,7 @@ from pet.io.data import Examples
 from pet.stages.teachers.context import TeacherContext, TeacherJob
 from pet.stages.teachers.specs import ClassifierSpec
 from pet.core.metrics import labelled_score
+from pet.core.multilabel import multi_hot
 from pet.stages.teachers.teacher import save_teacher
 
 
@@ -48,9 +51,6 @@ def check_settings(config: RunConfig) -> None:
     if config.ipet.generations > 0:
         raise PetError("teachers.supervised: true is not supported with iPET yet (ipet.generations > 0); "
                        "set teachers.supervised: false or ipet.generations: 0")
-    if config.task.multi_label:
-        raise PetError("teachers.supervised: true is not supported for multi-label tasks yet (the member trains a "
-                       "single-label classifier); set teachers.supervised: false")
 
 
 def member_spec(config: RunConfig, labels: Sequence[str], seed: int | None, fold: int | None = None) -> ClassifierSpec:
@@ -72,7 +72,8 @@ class LoadedClassifier:
         from pet.core.modeling import load_classifier
 
         torch.manual_seed(spec.derived_seed)  # the new classification head and dropout
-        self.model = load_classifier(ctx.model, list(spec.labels), ctx.device, ctx.runtime.trust_remote_code)
+        self.multi_label = ctx.labelled.label_sets is not None  # multi-label task: a sigmoid per label, trained with BCE
+        self.model = load_classifier(ctx.model, list(spec.labels), ctx.device, ctx.runtime.trust_remote_code, self.multi_label)
         self.encoder = ClassifierEncoder(ctx.tokenizer, spec.fields, ctx.settings.max_length, separator_join(ctx.tokenizer))
         self.scorer = ClassifierScorer(self.model, pad_token_id(ctx.tokenizer))
 
@@ -93,15 +94,19 @@ def fit_classifier(loaded: LoadedClassifier, spec: ClassifierSpec, ctx: TeacherC
 
 
 def step_loss_fn(loaded: LoadedClassifier, ctx: TeacherContext, spec: ClassifierSpec, examples: Examples) -> Callable[[int], torch.Tensor]:
-    """Cross-entropy of one labelled batch; batches from a generator seeded by the member's name."""
+    """Cross-entropy of one labelled batch (multi-label: binary cross-entropy on the label sets); batches
+    from a generator seeded by the member's name."""
     sequences = loaded.encoder.encode(examples)
-    labels = torch.tensor(examples.labels)
+    if loaded.multi_label:
+        labels, loss = multi_hot(examples.label_sets, len(spec.labels)), maths.decision_cross_entropy
+    else:
+        labels, loss = torch.tensor(examples.labels), maths.class_cross_entropy
     sampler = EpochSampler(len(sequences), ctx.settings.batch_size, torch.Generator().manual_seed(spec.derived_seed))
 
     def step_loss(step: int) -> torch.Tensor:
         batch = sampler.next()
         logits = loaded.scorer.class_scores(*loaded.scorer.batch([sequences[i] for i in batch]))
-        return maths.class_cross_entropy(logits, labels[batch].to(ctx.device))
+        return loss(logits, labels[batch].to(ctx.device))
 
     return step_loss
 
@@ -113,9 +118,9 @@ def train_classifier(job: TeacherJob, ctx: TeacherContext, folder: Path) -> dict
         raise PetError(f"teacher {spec.name}: no training examples (the labelled set has no rows); set teachers.supervised: false")
     started = time.perf_counter()
     loaded = LoadedClassifier(spec, ctx)
-    before = labelled_score(ctx.score(loaded.scorer, loaded.encoder, examples), examples.labels)
+    before = labelled_score(ctx.score(loaded.scorer, loaded.encoder, examples), examples.gold, ctx.threshold)
     losses, learning_rate = fit_classifier(loaded, spec, ctx, examples, job.steps)
-    after = labelled_score(ctx.score(loaded.scorer, loaded.encoder, examples), examples.labels)
+    after = labelled_score(ctx.score(loaded.scorer, loaded.encoder, examples), examples.gold, ctx.threshold)
     record = {
         "name": spec.name,
         "kind": CLASSIFIER,
@@ -132,6 +137,7 @@ def train_classifier(job: TeacherJob, ctx: TeacherContext, folder: Path) -> dict
         "learning_rate": learning_rate,  # the value used (teachers.learning_rate may say auto)
         **job.extra,
         "metrics": {
+            "train_metric": "micro_f1" if loaded.multi_label else "accuracy",  # what train_accuracy_before/after measure
             "train_accuracy_before": before,
             "train_accuracy_after": after,
             "loss_first": losses[0],
@@ -156,7 +162,8 @@ def load_member(folder: Path, record: dict[str, Any], labels: Sequence[str], max
     if theirs != list(labels):
         raise PetError(f"it classifies into [{', '.join(theirs)}], not the teachers' labels [{', '.join(labels)}]")
     tokenizer = load_tokenizer(str(folder), trust_remote_code)
-    model = load_classifier(str(folder), list(labels), device, trust_remote_code)
+    multi_label = getattr(config, "problem_type", None) == "multi_label_classification"
+    model = load_classifier(str(folder), list(labels), device, trust_remote_code, multi_label)
     model.eval()
     encoder = ClassifierEncoder(tokenizer, record["input_fields"], max_length, record.get("field_join", separator_join(tokenizer)))
     return encoder, ClassifierScorer(model, pad_token_id(tokenizer))
