@@ -352,3 +352,14 @@ def test_the_supervised_member_of_a_multi_label_run_is_a_multi_label_classifier(
     with torch.no_grad():
         logits = model(**tokenizer([first["text"]], return_tensors="pt", truncation=True, max_length=128)).logits[0]
     assert first["teacher_logits"][1] == pytest.approx(logits.tolist(), abs=1e-4)
+
+
+def test_labels_in_a_csv_column_split_at_the_separator(tmp_path):
+    from pet.io.data import MultiLabelRule, Table
+
+    path = tmp_path / "train.csv"
+    path.write_text("id,text,labels\na,good food cheap,food| price\nb,nothing,\nc,rude,service\n", encoding="utf-8")
+    table = Table(path, "labelled", {"text": "text"}, "id", "labels", LABELS, multi_label=MultiLabelRule(True, "|"))
+    assert table.read_all().label_sets == [(0, 2), (), (1,)]
+    with pytest.raises(PetError, match="set task.label_separator to split a text"):
+        Table(path, "labelled", {"text": "text"}, "id", "labels", LABELS, multi_label=MultiLabelRule(True)).read_all()

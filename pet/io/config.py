@@ -34,6 +34,8 @@ class TaskConfig(Strict):
     type: Literal["single_label", "multi_label"] = "single_label"
     threshold: float = Field(default=0.5, gt=0.0, lt=1.0)  # multi_label: a label is predicted when its probability is at least this
     allow_empty: bool = True  # multi_label: an example may have an empty label list (none of the labels applies)
+    # multi_label: labels written as one text, e.g. "food|price" in a CSV column, are split at this separator
+    label_separator: str | None = Field(default=None, min_length=1)
 
     @property
     def multi_label(self) -> bool:

@@ -236,11 +236,16 @@ class Table:
         return self.label_index[key]
 
     def _label_set(self, example_id: str, value) -> tuple[int, ...]:
-        """The sorted label indices of a multi-label row: a list (JSON Lines, Parquet) of known labels."""
+        """The sorted label indices of a multi-label row: a list (JSON Lines, Parquet) of known labels, or
+        with task.label_separator a text such as "food|price" ("" for none)."""
+        separator = self.multi_label.separator
+        if separator is not None and (value is None or isinstance(value, str)):  # an empty CSV cell: no label
+            value = [part.strip() for part in (value or "").split(separator) if part.strip()]
         if not isinstance(value, (list, tuple)):
             shown = "missing" if value is None else repr(value)
             raise PetError(f"{self.path}: example '{example_id}' has label {shown}, but the task is multi-label: give a "
-                           f"list of labels, e.g. [\"a\", \"b\"] (or [] for none), in a .jsonl or .parquet file")
+                           f"list of labels, e.g. [\"a\", \"b\"] (or [] for none), in a .jsonl or .parquet file, or set "
+                           f"task.label_separator to split a text such as \"a|b\"")
         if not value and not self.multi_label.allow_empty:
             raise PetError(f"{self.path}: example '{example_id}' has an empty label list, and task.allow_empty is false; "
                            f"give it at least one label, or set task.allow_empty: true")
@@ -256,6 +261,7 @@ class MultiLabelRule:
     """How a multi-label task's label lists are read (from the run config's ``task`` section)."""
 
     allow_empty: bool = True  # an empty list: none of the labels applies
+    separator: str | None = None  # labels given as one text ("a|b") are split at this
 
 
 def check_label_coverage(examples: Examples, labels: Sequence[str], path: Path, verbalizer_file: Path) -> None:
@@ -281,4 +287,4 @@ def open_table(config, path: Path, role: str, labels: tuple[str, ...] | None, la
 
 def multi_label_rule(config) -> MultiLabelRule | None:
     """The label-list rule of a multi-label run config, or None for a single-label one."""
-    return MultiLabelRule(config.task.allow_empty) if config.task.multi_label else None
+    return MultiLabelRule(config.task.allow_empty, config.task.label_separator) if config.task.multi_label else None
