@@ -38,7 +38,7 @@ from pet.stages.teachers.context import TeacherContext, TeacherJob
 from pet.stages.teachers.specs import ClassifierSpec
 from pet.core.metrics import labelled_score
 from pet.core.multilabel import multi_hot
-from pet.stages.teachers.teacher import save_teacher
+from pet.stages.teachers.teacher import save_teacher, training_metrics
 
 
 def check_settings(config: RunConfig) -> None:
@@ -136,16 +136,7 @@ def train_classifier(job: TeacherJob, ctx: TeacherContext, folder: Path) -> dict
         "training_examples": len(examples),
         "learning_rate": learning_rate,  # the value used (teachers.learning_rate may say auto)
         **job.extra,
-        "metrics": {
-            "train_metric": "micro_f1" if loaded.multi_label else "accuracy",  # what train_accuracy_before/after measure
-            "train_accuracy_before": before,
-            "train_accuracy_after": after,
-            "loss_first": losses[0],
-            "loss_last": losses[-1],
-            "steps": len(losses),
-            "seconds": round(time.perf_counter() - started, 2),
-            "losses": losses,
-        },
+        "metrics": training_metrics("micro_f1" if loaded.multi_label else "accuracy", before, after, losses, started),
     }
     save_teacher(folder, record, loaded, ctx, job, weights=True)
     return record

@@ -136,19 +136,18 @@ def train_teacher(job: TeacherJob, ctx: TeacherContext, folder: Path) -> dict[st
         "mlm_weight": settings.mlm_weight,
         "learning_rate": learning_rate,  # the value used (teachers.learning_rate may say auto)
         **job.extra,
-        "metrics": {
-            "train_metric": train_metric(spec),  # what train_accuracy_before/after measure
-            "train_accuracy_before": before,
-            "train_accuracy_after": after,
-            "loss_first": losses[0],
-            "loss_last": losses[-1],
-            "steps": len(losses),
-            "seconds": round(time.perf_counter() - started, 2),
-            "losses": losses,
-        },
+        "metrics": training_metrics(train_metric(spec), before, after, losses, started),
     })
     save_teacher(folder, record, loaded, ctx, job, weights=True)
     return record
+
+
+def training_metrics(metric: str, before: float, after: float, losses: list[float], started: float) -> dict[str, Any]:
+    """A trained teacher's ``metrics``: its labelled-set figure (``metric``: accuracy or micro_f1) before and
+    after training, its losses and its training time (since ``started``, a perf_counter reading)."""
+    return {"train_metric": metric, "train_accuracy_before": before, "train_accuracy_after": after,
+            "loss_first": losses[0], "loss_last": losses[-1], "steps": len(losses),
+            "seconds": round(time.perf_counter() - started, 2), "losses": losses}
 
 
 def step_loss_fn(loaded: LoadedScorer, ctx: TeacherContext, spec: TeacherSpec, examples) -> Callable[[int], torch.Tensor]:
