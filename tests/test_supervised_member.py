@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import NEGATIVE, POSITIVE, sentiment_rows, write_jsonl, write_project
-from typer.testing import CliRunner
+from test_reruns import error_line, invoke, ok
 
 import pet
-from pet.cli import app
 from pet.core.classifier import ClassifierEncoder, classifier_texts
 from pet.core.ensemble import ensemble_of, member_weights
 from pet.stages.teachers.crossval import fold_assignment
@@ -26,22 +25,6 @@ PATTERN_TEACHERS = ["it-was--bad-good--s1", "just--bad-good--s1"]
 # the wmean run adds a verbalizer with the words swapped: on two labels its accuracy is 1 - the other's,
 # so the pattern teachers' weights differ and their mean is 1/2, which no accuracy on 9 examples is
 WMEAN_TEACHERS = ["it-was--bad-good--s1", "it-was--good-bad--s1", "just--bad-good--s1", "just--good-bad--s1"]
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def ok(result) -> str:
-    assert result.exit_code == 0, f"exit {result.exit_code}\n{result.output}"
-    return result.output
-
-
-def error_line(result) -> str:
-    assert result.exit_code == 1, result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in result.output, result.output
-    return errors[0]
 
 
 def read(path: Path) -> dict:
