@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from conftest import build_bert, sentiment_rows, write_jsonl, write_project
+from conftest import sentiment_rows, write_jsonl, write_project
 from typer.testing import CliRunner
 
 from pet.cli import app

@@ -7,9 +7,7 @@ stage C trains the student with DistributedDataParallel.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -376,7 +376,6 @@ def test_bpe_leading_space_changes_the_token(roberta_tokenizer):
 ])
 def test_pet_picks_the_in_context_form(roberta_tokenizer, template, spaced):
     from pet.core.encoding import PatternEncoder, verbalizer_tokens, word_tokens_in_context
-    from pet.io.patterns import scored_verbalizer
     from pet.io.patterns import Verbalizer
 
     tok = roberta_tokenizer

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, sentiment_rows, write_jsonl, write_project
+from conftest import REPO, write_project
 
 TIMEOUT = 600  # seconds for one process; generous because CI machines may be busy
 

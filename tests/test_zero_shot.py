@@ -59,7 +59,6 @@ def test_zero_shot_wmean_warns(tmp_path, tiny_bert, caplog):
 
 
 def test_evaluate_reports_each_patterns_zero_shot_accuracy(tmp_path, tiny_bert):
-    from pet.evaluation import evaluate, teachers_logits
     from pet.io.config import load_config
     from pet.stages.teachers.task import prepare_task
     from pet.stages.teachers.stage import train_teachers
