@@ -620,6 +620,21 @@ def run_job(args: argparse.Namespace, profile: dict[str, Any], task: str, kind: 
         return f"{name}: FAILED"
 
 
+def stop_workers_with_this_process() -> None:
+    """On SIGTERM, terminate the worker processes too. Left running, the workers of a stopped run
+    went on writing into the run folders, where the jobs of the next (--resume-runs) run met them
+    (2026-12-02: two processes labelled one folder, and one failed)."""
+    import multiprocessing as mp
+    import signal
+
+    def stop(signum, frame):
+        for child in mp.active_children():
+            child.terminate()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def write_plan(path: Path, profile: dict[str, Any], name: str) -> None:
     """What the report counts a cell's seeds against: every run's plan, so that a rerun of a subset
     (--seeds 1) never makes the missing seeds look unplanned."""
@@ -755,6 +770,7 @@ def main(argv: list[str] | None = None) -> int:
         # ago while pet/ is edited (on 2026-12-01 a stale pet.core.modeling failed later PET jobs)
         fresh = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
         with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn"), **fresh) as pool:
+            stop_workers_with_this_process()
             futures = [pool.submit(run_job, args, profile, *job) for job in jobs]
             for future in as_completed(futures):
                 try:
