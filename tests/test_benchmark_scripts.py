@@ -43,6 +43,40 @@ def test_fewshot_runs_a_job_and_writes_a_result_line(tmp_path):
     assert len((out / "fewshot.jsonl").read_text().splitlines()) == 1
 
 
+def test_fewshot_stopped_by_sigterm_stops_its_workers_too(tmp_path):
+    """Workers left running after their run was stopped went on writing into its run folders."""
+    import signal
+    import time
+
+    import psutil
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PET_NO_PROGRESS": "1"}
+    running: list[psutil.Process] = []
+    proc = subprocess.Popen([sys.executable, "benchmarks/fewshot.py", "--profile", "cpu", "--tasks", "rte", "--methods",
+                             "supervised", "--seeds", "1", "2", "--jobs", "2", "--threads", "1", "--device", "cpu",
+                             "--shared", str(SHARED), "--out", str(tmp_path / "results"), "--work", str(tmp_path / "work")],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def workers() -> list[psutil.Process]:
+            return [child for child in psutil.Process(proc.pid).children()
+                    if "spawn_main" in " ".join(child.cmdline())]
+        deadline = time.monotonic() + 120
+        while len(workers()) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        running = workers()
+        assert len(running) == 2  # both jobs (250 supervised steps each) are still far from done
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+        _, alive = psutil.wait_procs(running, timeout=30)
+        assert alive == []
+    finally:  # a failing run must not leave its processes behind either
+        for process in running:
+            if process.is_running():
+                process.kill()
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_throughput_reports_steps_per_second():
     done = run_script("benchmarks/throughput.py", "--procs", "1", "--steps", "3", "--device", "cpu", "--shared", str(SHARED))
     assert done.returncode == 0, done.stderr[-2000:]
