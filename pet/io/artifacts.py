@@ -222,22 +222,5 @@ def reuse_or_refuse(output: Path, stage: str, reads: dict[str, Any], overwrite: 
     return stamp, None
 
 
-def finished_record(path: Path, kind: str, fingerprint: str, overwrite: bool, refusal: str) -> dict[str, Any] | None:
-    """The JSON record (``kind``: "teacher record") of one finished unit of a stage, such as a
-    teacher or a cross-validation fold, when it was made with ``fingerprint``; None when the unit
-    must run: no record yet, or, with ``overwrite``, one made with other settings or data. Without
-    ``overwrite`` such a record is refused with ``refusal`` and the remedy, never mixed in.
-    """
-    if not path.exists():
-        return None
-    record = read_json(path, kind)
-    if record.get("fingerprint") == fingerprint:
-        return record
-    if overwrite:
-        return None
-    raise PetError(f"{refusal} with a different config or data; rerun with --overwrite to recompute it, "
-                   f"or choose another output folder")
-
-
 def file_hash(path: Path | None) -> str | None:
     return None if path is None else sha256_file(path)

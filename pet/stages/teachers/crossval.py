@@ -36,7 +36,7 @@ import torch
 from pet.core.classifier import CLASSIFIER, PATTERN, teacher_kind
 from pet.core.progress import info
 from pet.errors import PetError
-from pet.io.artifacts import finished_record, fingerprint_of, read_json, write_json_atomic
+from pet.io.artifacts import fingerprint_of, read_json, write_json_atomic
 from pet.io.config import RunConfig
 from pet.io.data import Examples
 from pet.io.patterns import Pattern, Verbalizer
@@ -128,12 +128,16 @@ def fold_fingerprint(ctx: TeacherContext, spec: FoldSpec | ClassifierSpec) -> st
 
 def finished_fold(spec: FoldSpec | ClassifierSpec, ctx: TeacherContext, output: Path, what: str) -> dict[str, Any] | None:
     path = fold_path(output, spec)
-    record = finished_record(path, "cross-validation record", fold_fingerprint(ctx, spec), ctx.overwrite,
-                             f"{path}: cross-validation was computed")
-    if record is not None:
-        info(f"{what}: already scored, skipped")
-    elif ctx.overwrite and path.exists():
-        info(f"{what}: computed with other settings or data; recomputing (--overwrite)")
+    if not path.exists():
+        return None
+    record = read_json(path, "cross-validation record")
+    if record.get("fingerprint") != fold_fingerprint(ctx, spec):
+        if ctx.overwrite:
+            info(f"{what}: computed with other settings or data; recomputing (--overwrite)")
+            return None
+        raise PetError(f"{path}: cross-validation was computed with a different config or data; rerun with --overwrite "
+                       f"to recompute it, or choose another output folder")
+    info(f"{what}: already scored, skipped")
     return record
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pet.core.classifier import CLASSIFIER, PATTERN
 from pet.core.progress import info
-from pet.io import artifacts
+from pet.errors import PetError
 from pet.io.artifacts import read_json
 from pet.stages.teachers.context import TeacherContext, TeacherJob
 from pet.stages.teachers.specs import ClassifierSpec
@@ -36,12 +36,16 @@ def run_generation(jobs: list[TeacherJob], ctx: TeacherContext, output: Path) ->
 
 def finished_record(job: TeacherJob, ctx: TeacherContext, output: Path, what: str) -> dict[str, Any] | None:
     folder = output / job.path
-    record = artifacts.finished_record(folder / TEACHER_FILE, "teacher record", ctx.fingerprint(job.spec), ctx.overwrite,
-                                       f"{folder}: teacher was trained")
-    if record is not None:
-        info(f"{what}: already {'set up' if job.spec.seed is None else 'trained'}, skipped")
-    elif ctx.overwrite and (folder / TEACHER_FILE).exists():
-        info(f"{what}: trained with other settings or data; retraining (--overwrite)")
+    if not (folder / TEACHER_FILE).exists():
+        return None
+    record = read_json(folder / TEACHER_FILE, "teacher record")
+    if record.get("fingerprint") != ctx.fingerprint(job.spec):
+        if ctx.overwrite:
+            info(f"{what}: trained with other settings or data; retraining (--overwrite)")
+            return None
+        raise PetError(f"{folder}: teacher was trained with a different config or data; rerun with --overwrite "
+                       f"to retrain it, or choose another output folder")
+    info(f"{what}: already {'set up' if job.spec.seed is None else 'trained'}, skipped")
     return record
 
 
