@@ -725,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
     args.data = args.data or str(shared / "data")
     args.model = args.model or str(shared / "models" / "minilm-l6-mlm")
     default_out = REPO / "benchmarks" / "results"
-    named = args.profile in ("small", "cpu", "cpu_auto") and not args.report_only  # the grid owns benchmarks/results itself
+    named = args.profile != "full" and not args.report_only  # the full grid owns benchmarks/results itself
     out = Path(args.out) if args.out else default_out / args.profile if named else default_out
     args.out = str(out)
     out.mkdir(parents=True, exist_ok=True)

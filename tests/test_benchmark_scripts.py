@@ -18,9 +18,12 @@ pytestmark = pytest.mark.skipif(not (SHARED_MODEL.exists() and (SHARED_DATA / "r
                                 reason="needs ../shared/models/minilm-l6-mlm and ../shared/data")
 
 
+def script_env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PET_NO_PROGRESS": "1"}
+
+
 def run_script(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PET_NO_PROGRESS": "1"}
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=script_env(), capture_output=True, text=True, timeout=300)
 
 
 def test_fewshot_runs_a_job_and_writes_a_result_line(tmp_path):
@@ -50,12 +53,11 @@ def test_fewshot_stopped_by_sigterm_stops_its_workers_too(tmp_path):
 
     import psutil
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PET_NO_PROGRESS": "1"}
     running: list[psutil.Process] = []
     proc = subprocess.Popen([sys.executable, "benchmarks/fewshot.py", "--profile", "cpu", "--tasks", "rte", "--methods",
                              "supervised", "--seeds", "1", "2", "--jobs", "2", "--threads", "1", "--device", "cpu",
                              "--shared", str(SHARED), "--out", str(tmp_path / "results"), "--work", str(tmp_path / "work")],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=REPO, env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def workers() -> list[psutil.Process]:
             return [child for child in psutil.Process(proc.pid).children()
