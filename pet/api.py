@@ -29,6 +29,7 @@ from pet.errors import PetError
 from pet.io.config import (DataConfig, DistillationConfig, LabellingConfig, RunConfig, TeachersConfig, apply_overrides,
                            config_from_json, load_config, resolve_paths)
 from pet.io.inputs import INPUTS, InputWriter, data_file, patterns_file, verbalizers_file
+from pet.io.lock import LOCK, writing
 from pet.io.yamlfile import validate
 from pet.results import Run, SoftLabels, Student, Teachers
 
@@ -111,18 +112,26 @@ def train_teachers(model: str | Path | RunConfig, *, output: str | Path, train: 
         if value is None:
             raise PetError(f"pet.train_teachers: {name}= is required")
     existed = output.exists()
-    writer = InputWriter(output / INPUTS)
-    try:
-        sources = write_inputs(writer, {"train": train, "unlabeled": unlabeled, "test": test, "patterns": patterns,
-                                        "verbalizers": verbalizers}, settings)
-        config = build_config(model, sources, settings)
-        return Teachers(output, run_stage(config, output, overwrite=overwrite))
-    except BaseException:
-        if not (output / "manifest.json").exists():
-            writer.discard()  # bad input leaves nothing behind
-            if not existed and output.is_dir() and not any(p.is_file() for p in output.rglob("*")):
-                shutil.rmtree(output)
-        raise
+    with writing(output, "pet.train_teachers", enabled=main_rank()):  # its inputs/ too
+        writer = InputWriter(output / INPUTS)
+        try:
+            sources = write_inputs(writer, {"train": train, "unlabeled": unlabeled, "test": test, "patterns": patterns,
+                                            "verbalizers": verbalizers}, settings)
+            config = build_config(model, sources, settings)
+            return Teachers(output, run_stage(config, output, overwrite=overwrite))
+        except BaseException:
+            if not (output / "manifest.json").exists():
+                writer.discard()  # bad input leaves nothing behind
+                if not existed and output.is_dir() and not any(p.is_file() for p in output.rglob("*") if p.name != LOCK):
+                    shutil.rmtree(output)
+            raise
+
+
+def main_rank() -> bool:
+    """False on the ranks of a torchrun/accelerate run other than rank 0 (which locks the folder for all)."""
+    from pet.core.distributed import current_ranks
+
+    return current_ranks().main
 
 
 def text_column(teachers: Teachers | str | Path) -> str:
@@ -146,16 +155,17 @@ def label(teachers: Teachers | str | Path, output: str | Path | None = None, *, 
 
     output = Path(output) if output is not None else sibling(teachers, "labels")
     overrides = dotted_settings(settings, {"labelling": LabellingConfig}, "pet.label")
-    writer = InputWriter(output / INPUTS)
-    for role, data in (("unlabeled", unlabeled), ("test", test)):
-        if data is not None:
-            overrides[f"data.{role}"] = str(data_file(data, role, writer, text_column(teachers)))
-    try:
-        return SoftLabels(output, run_stage(Path(getattr(teachers, "path", teachers)), output, overrides, overwrite=overwrite))
-    except BaseException:
-        if not (output / "manifest.json").exists():
-            writer.discard()
-        raise
+    with writing(output, "pet.label", enabled=main_rank()):  # its inputs/ too
+        writer = InputWriter(output / INPUTS)
+        for role, data in (("unlabeled", unlabeled), ("test", test)):
+            if data is not None:
+                overrides[f"data.{role}"] = str(data_file(data, role, writer, text_column(teachers)))
+        try:
+            return SoftLabels(output, run_stage(Path(getattr(teachers, "path", teachers)), output, overrides, overwrite=overwrite))
+        except BaseException:
+            if not (output / "manifest.json").exists():
+                writer.discard()
+            raise
 
 
 def distill(soft_labels: SoftLabels | str | Path, output: str | Path | None = None, *, overwrite: bool = False,

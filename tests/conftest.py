@@ -15,6 +15,10 @@ os.environ["PET_NO_PROGRESS"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 import json
+import signal
+import subprocess
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -162,3 +166,25 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from pet.io.lock import writing
+with writing(Path(sys.argv[1]), sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+@contextmanager
+def held_by_another_process(folder: Path, command: str = "pet label"):
+    """A second Python process holding ``folder``'s lock until the block ends (then killed with SIGKILL)."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), command], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.send_signal(signal.SIGKILL)  # no clean-up runs: the kernel alone releases the lock
+        holder.wait(timeout=30)

@@ -59,6 +59,15 @@ def test_report_writes_table_without_touching_other_docs(tmp_path):
     assert "old" in doc.read_text()  # only the repository's own results folder refreshes BENCHMARKS.md
 
 
+def test_rows_scored_on_a_test_sample_are_left_out_of_the_report(tmp_path):
+    rows = [line("rte", "supervised", 10, s, 0.5 + s / 100) for s in (1, 2, 3)]
+    rows.append(line("rte", "supervised", 10, 4, 0.9, test_limit=30))  # a check of the script, not a figure
+    (tmp_path / "fewshot.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert "52.0 ± 1.0" in report.report(tmp_path, benchmarks_md=None)
+    (tmp_path / "fewshot.jsonl").write_text(json.dumps(rows[-1]) + "\n")
+    assert report.report(tmp_path, benchmarks_md=None) == ""
+
+
 def test_cells_with_missing_seeds_are_marked_and_make_verdicts_provisional():
     rows = []
     for task in ("sst2", "agnews"):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, sentiment_rows, write_jsonl, write_project
+from conftest import REPO, held_by_another_process, sentiment_rows, write_jsonl, write_project
 from typer.testing import CliRunner
 
 from pet.cli import app
@@ -285,6 +285,21 @@ def test_label_rejects_upstream_overrides(staged, tmp_path):
     failed(invoke("label", staged["run"] / "teachers", "-o", tmp_path / "l", "--teachers.steps", "5"),
            "--teachers.steps: cannot be changed at this stage")
     assert not (tmp_path / "l").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="folders are locked with fcntl.flock")
+@pytest.mark.parametrize("stage", ["train-teachers", "label", "distill"])
+def test_a_stage_refuses_a_folder_another_process_is_writing(staged, tmp_path, stage):
+    """Two processes labelling one folder used to race on labels/.partial (one ended in a traceback)."""
+    source = {"train-teachers": staged["config"], "label": staged["run"] / "teachers", "distill": staged["run"] / "labels"}[stage]
+    output = tmp_path / "out"
+    with held_by_another_process(output, "pet label") as holder:
+        failed(invoke(stage, source, "-o", output), f"{output}: pet label (pid {holder.pid} on ", "is writing this folder")
+        assert [p.name for p in output.iterdir()] == [".pet-lock"]  # nothing of this command's was written
+    if stage == "label":  # the holder was killed without cleaning up: the next run takes the folder
+        ok(invoke(stage, source, "-o", output))
+        assert ".pet-lock" not in {p.name for p in output.iterdir()}
+        assert read_json(output / "manifest.json")["stage"] == "labels"
 
 
 # --- stage C ----------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from pet.errors import PetError
 from pet.io.artifacts import MANIFEST, base_manifest, check_inputs, file_hash, read_manifest, reuse_or_refuse, write_json_atomic
 from pet.io.config import RunConfig, stage_config, task_reads
 from pet.io.data import open_table
+from pet.io.lock import writing
 from pet.stages.distillation.self_training import hardened_targets
 from pet.stages.distillation.student import Student, save_student
 from pet.stages.labelling.soft_labels import read_soft_labels
@@ -48,40 +49,41 @@ def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = N
     config = stage_config(manifest, overrides, STAGE_KEYS, labels_dir)
     check_gold_set(config, manifest, labels_dir)
     reads = stage_reads(config, manifest)
-    stamp, existing = reuse_or_refuse(output, "student", reads, overwrite, "holds a student from other soft labels or settings")
-    ranks = current_ranks()
-    ranks.barrier()  # every rank has decided before any rank writes
-    if existing is not None:
-        info(f"{output}: student already trained")
-        return existing
-    labels = list(manifest["labels"])
-    check_classifier_labels(config.distillation.model or config.model, labels, config.runtime.trust_remote_code)
-    if ranks.world > 1 and config.distillation.gold_weight > 0:
-        raise PetError("distillation.gold_weight > 0 is not supported with several processes yet (two forward passes per "
-                       "DDP step); run pet distill in one process, or set it to 0")
-    data = DistillationData.read(labels_dir, manifest, config)
-    started = time.perf_counter()
-    device = rank_device(config.runtime.device, ranks)
-    temperature = float(manifest["temperature"])
-    student = Student.create(config, labels, device)
-    losses = train_student(student, data, config, temperature, ranks)
-    student, losses, rounds = self_train(student, losses, data, config, labels, temperature, ranks)
-    if not ranks.main:
-        ranks.barrier()  # while rank 0 measures, saves and writes the manifest
-        return read_manifest(output, "student")
-    result = student_manifest(labels_dir, manifest, config, stamp, losses)
-    result["reads"] = reads
-    result["learning_rate"] = resolved_learning_rate(config.distillation.learning_rate, student.model)  # the value used
-    result["metrics"]["seconds"] = round(time.perf_counter() - started, 2)
-    if rounds:  # every student trained, the last one being this folder's (its test metrics are "test")
-        result["self_training"] = rounds + [round_record(len(rounds), losses, config, labels, None, ranks)]
-    if config.data.test is not None:
-        result["test"] = test_metrics(config, labels, student)
-        info(f"student test accuracy {result['test']['accuracy']:.4f}, macro-F1 {result['test']['macro_f1']:.4f}")
-    save_student(student.model, student.tokenizer, output)
-    write_json_atomic(output / MANIFEST, result)
-    ranks.barrier()
-    return result
+    with writing(output, "pet distill", enabled=current_ranks().main):
+        stamp, existing = reuse_or_refuse(output, "student", reads, overwrite, "holds a student from other soft labels or settings")
+        ranks = current_ranks()
+        ranks.barrier()  # every rank has decided before any rank writes
+        if existing is not None:
+            info(f"{output}: student already trained")
+            return existing
+        labels = list(manifest["labels"])
+        check_classifier_labels(config.distillation.model or config.model, labels, config.runtime.trust_remote_code)
+        if ranks.world > 1 and config.distillation.gold_weight > 0:
+            raise PetError("distillation.gold_weight > 0 is not supported with several processes yet (two forward passes per "
+                           "DDP step); run pet distill in one process, or set it to 0")
+        data = DistillationData.read(labels_dir, manifest, config)
+        started = time.perf_counter()
+        device = rank_device(config.runtime.device, ranks)
+        temperature = float(manifest["temperature"])
+        student = Student.create(config, labels, device)
+        losses = train_student(student, data, config, temperature, ranks)
+        student, losses, rounds = self_train(student, losses, data, config, labels, temperature, ranks)
+        if not ranks.main:
+            ranks.barrier()  # while rank 0 measures, saves and writes the manifest
+            return read_manifest(output, "student")
+        result = student_manifest(labels_dir, manifest, config, stamp, losses)
+        result["reads"] = reads
+        result["learning_rate"] = resolved_learning_rate(config.distillation.learning_rate, student.model)  # the value used
+        result["metrics"]["seconds"] = round(time.perf_counter() - started, 2)
+        if rounds:  # every student trained, the last one being this folder's (its test metrics are "test")
+            result["self_training"] = rounds + [round_record(len(rounds), losses, config, labels, None, ranks)]
+        if config.data.test is not None:
+            result["test"] = test_metrics(config, labels, student)
+            info(f"student test accuracy {result['test']['accuracy']:.4f}, macro-F1 {result['test']['macro_f1']:.4f}")
+        save_student(student.model, student.tokenizer, output)
+        write_json_atomic(output / MANIFEST, result)
+        ranks.barrier()
+        return result
 
 
 def self_train(student: Student, losses: list[float], data: "DistillationData", config: RunConfig, labels: list[str],

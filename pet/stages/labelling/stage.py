@@ -23,6 +23,7 @@ from pet.io.artifacts import (MANIFEST, base_manifest, check_inputs, file_hash, 
                               reuse_or_refuse, write_json_atomic)
 from pet.io.config import RunConfig, decision_threshold, stage_config, task_reads
 from pet.io.data import Table, open_table
+from pet.io.lock import writing
 from pet.stages.labelling.scores import check_teachers, teacher_logits
 from pet.stages.labelling.soft_labels import SOFT_LABELS, write_soft_labels
 
@@ -45,35 +46,36 @@ def label(teachers_dir: Path, output: Path, overrides: dict[str, Any] | None = N
     check_unlabeled_unchanged(config, manifest, teachers_dir)
     reads = stage_reads(config, manifest)
     ensemble_of(manifest["teachers"], config.labelling.ensemble, warn=False)  # cv of teachers without cv accuracies: fails before any write
-    stamp, existing = reuse_or_refuse(output, "labels", reads, overwrite, "holds soft labels from other teachers or settings")
-    current_ranks().barrier()  # every rank has decided before any rank writes
-    if existing is not None:
-        info(f"{output}: soft labels already written")
-        return existing
-    tables = data_tables(config, manifest["labels"])
-    check_teachers(teachers_dir, manifest["teachers"])
-    check_encodable(teachers_dir, manifest, config, tables)
-    logits = teacher_logits(teachers_dir, manifest, config, tables, output / PARTIAL, stamp)
-    ranks = current_ranks()
-    if not ranks.main:
-        ranks.barrier()  # while rank 0 writes the soft labels and the manifest
-        return read_manifest(output, "labels")
-    ensemble = ensemble_of(manifest["teachers"], config.labelling.ensemble)
-    stats = write_soft_labels(output / SOFT_LABELS, tables["unlabeled"], logits["unlabeled"], ensemble,
-                              config.labelling.temperature, manifest["labels"], decision_threshold(config))
-    result = labels_manifest(teachers_dir, manifest, config, stamp, ensemble, stats)
-    result["reads"] = reads
-    result["inputs"] = {**manifest["inputs"], str(config.data.unlabeled): reads["inputs.data.unlabeled"]}
-    if config.data.test is not None:
-        result["inputs"][str(config.data.test)] = reads["inputs.data.test"]
-    if "test" in logits:
-        result["test"] = test_set_metrics(tables["test"], logits["test"], ensemble, manifest, config.labelling.temperature,
-                                          config.task.threshold)
-        info(f"ensemble test accuracy {result['test']['ensemble']['accuracy']:.4f} on {result['test']['ensemble']['examples']} examples")
-    write_json_atomic(output / MANIFEST, result)
-    shutil.rmtree(output / PARTIAL, ignore_errors=True)
-    ranks.barrier()
-    return result
+    with writing(output, "pet label", enabled=current_ranks().main):
+        stamp, existing = reuse_or_refuse(output, "labels", reads, overwrite, "holds soft labels from other teachers or settings")
+        current_ranks().barrier()  # every rank has decided before any rank writes
+        if existing is not None:
+            info(f"{output}: soft labels already written")
+            return existing
+        tables = data_tables(config, manifest["labels"])
+        check_teachers(teachers_dir, manifest["teachers"])
+        check_encodable(teachers_dir, manifest, config, tables)
+        logits = teacher_logits(teachers_dir, manifest, config, tables, output / PARTIAL, stamp)
+        ranks = current_ranks()
+        if not ranks.main:
+            ranks.barrier()  # while rank 0 writes the soft labels and the manifest
+            return read_manifest(output, "labels")
+        ensemble = ensemble_of(manifest["teachers"], config.labelling.ensemble)
+        stats = write_soft_labels(output / SOFT_LABELS, tables["unlabeled"], logits["unlabeled"], ensemble,
+                                  config.labelling.temperature, manifest["labels"], decision_threshold(config))
+        result = labels_manifest(teachers_dir, manifest, config, stamp, ensemble, stats)
+        result["reads"] = reads
+        result["inputs"] = {**manifest["inputs"], str(config.data.unlabeled): reads["inputs.data.unlabeled"]}
+        if config.data.test is not None:
+            result["inputs"][str(config.data.test)] = reads["inputs.data.test"]
+        if "test" in logits:
+            result["test"] = test_set_metrics(tables["test"], logits["test"], ensemble, manifest, config.labelling.temperature,
+                                              config.task.threshold)
+            info(f"ensemble test accuracy {result['test']['ensemble']['accuracy']:.4f} on {result['test']['ensemble']['examples']} examples")
+        write_json_atomic(output / MANIFEST, result)
+        shutil.rmtree(output / PARTIAL, ignore_errors=True)
+        ranks.barrier()
+        return result
 
 
 def data_tables(config: RunConfig, labels: list[str]) -> dict[str, Table]:

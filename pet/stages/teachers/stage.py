@@ -17,6 +17,7 @@ from pet.core.distributed import current_ranks, rank_device
 from pet.core.progress import info
 from pet.io.artifacts import MANIFEST, reuse_or_refuse, write_json_atomic
 from pet.io.config import RunConfig
+from pet.io.lock import writing
 from pet.stages.teachers.crossval import add_cross_validation, cross_validate, fold_specs
 from pet.stages.teachers.generation import run_generation
 from pet.stages.teachers.ipet import train_ipet
@@ -38,27 +39,28 @@ def train_teachers(config: RunConfig, output: Path, *, task: Task | None = None,
     ranks = current_ranks()
     task = task or prepare_task(config)
     reads = stage_reads(config, task)
-    stamp, existing = reuse_or_refuse(output, "teachers", reads, overwrite, "holds teachers trained with a different config or data")
-    ranks.barrier()  # every rank has decided before any rank writes
-    if existing is not None:
-        info(f"{output}: all teachers already trained")
-        return existing
-    ctx = task.context(pick_device(rank_device(config.runtime.device, ranks)), stamp, reads, overwrite, ranks)
-    search = None
-    if config.teachers.learning_rate == "cv":  # before any teacher: they all train at the rate it picks
-        ctx, search = search_learning_rate(task, ctx, output)
-    if config.ipet.generations > 0:
-        manifest = train_ipet(task, ctx, output)
-    else:
-        jobs = task.jobs(ctx) + supervised_jobs(config, task.labels, ctx)  # the supervised members last
-        manifest = teachers_manifest(task, ctx, run_generation(jobs, ctx, output))
-        if config.labelling.ensemble == "cv":
-            member = member_spec(config, task.labels, None) if config.teachers.supervised else None
-            specs = fold_specs(task.patterns, task.verbalizers, member, config.teachers.cv_folds)
-            add_cross_validation(manifest, cross_validate(specs, ctx, output))
-    if search is not None:
-        manifest["learning_rate_search"] = search
-    if ranks.main:
-        write_json_atomic(output / MANIFEST, manifest)
-    ranks.barrier()
-    return manifest
+    with writing(output, "pet train-teachers", enabled=ranks.main):
+        stamp, existing = reuse_or_refuse(output, "teachers", reads, overwrite, "holds teachers trained with a different config or data")
+        ranks.barrier()  # every rank has decided before any rank writes
+        if existing is not None:
+            info(f"{output}: all teachers already trained")
+            return existing
+        ctx = task.context(pick_device(rank_device(config.runtime.device, ranks)), stamp, reads, overwrite, ranks)
+        search = None
+        if config.teachers.learning_rate == "cv":  # before any teacher: they all train at the rate it picks
+            ctx, search = search_learning_rate(task, ctx, output)
+        if config.ipet.generations > 0:
+            manifest = train_ipet(task, ctx, output)
+        else:
+            jobs = task.jobs(ctx) + supervised_jobs(config, task.labels, ctx)  # the supervised members last
+            manifest = teachers_manifest(task, ctx, run_generation(jobs, ctx, output))
+            if config.labelling.ensemble == "cv":
+                member = member_spec(config, task.labels, None) if config.teachers.supervised else None
+                specs = fold_specs(task.patterns, task.verbalizers, member, config.teachers.cv_folds)
+                add_cross_validation(manifest, cross_validate(specs, ctx, output))
+        if search is not None:
+            manifest["learning_rate_search"] = search
+        if ranks.main:
+            write_json_atomic(output / MANIFEST, manifest)
+        ranks.barrier()
+        return manifest

@@ -1,0 +1,108 @@
+"""One writer per output folder.
+
+Two pet processes writing the same folder (the same ``pet label -o`` twice, a benchmark restarted
+while its old worker still runs) would interleave their files: one would delete the other's
+partial results and fail with a traceback, or both would finish and leave a mix. A stage holds an
+exclusive lock on ``FOLDER/.pet-lock`` while it writes; a second writer stops at once with a
+one-line error naming the process that holds it.
+
+The lock is ``flock`` on an open file, so the kernel releases it when its holder exits in any way
+(a crash or ``kill -9`` included): there is no stale lock to clean up by hand. The file is removed
+when the holder finishes. On systems without ``fcntl`` (Windows) folders are not locked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pet.errors import PetError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+LOCK = ".pet-lock"
+
+_held: dict[Path, int] = {}  # folder -> nesting depth: the api locks a folder its stage locks again
+
+
+@contextmanager
+def writing(folder: Path, command: str, *, enabled: bool = True) -> Iterator[None]:
+    """Hold ``folder``'s writer lock for the duration of the block (re-entrant within a process).
+
+    ``enabled=False`` for the ranks of a distributed run other than rank 0: they write into the
+    folder rank 0 locked for all of them. A folder the lock itself created is removed again if
+    the block leaves it empty (input that failed its checks leaves nothing behind).
+    """
+    key = Path(folder).resolve()
+    if not enabled or fcntl is None or key in _held:
+        _held[key] = _held.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            _release_depth(key)
+        return
+    created = not key.exists()
+    fd = _acquire(key, command)
+    _held[key] = 1
+    try:
+        yield
+    finally:
+        _release_depth(key)
+        try:
+            (key / LOCK).unlink(missing_ok=True)  # while still holding it: a waiting opener re-checks the inode
+        finally:
+            os.close(fd)
+        if created and key.is_dir() and not any(key.iterdir()):
+            key.rmdir()
+
+
+def _release_depth(key: Path) -> None:
+    _held[key] -= 1
+    if _held[key] == 0:
+        del _held[key]
+
+
+def _acquire(folder: Path, command: str) -> int:
+    if folder.exists() and not folder.is_dir():
+        raise PetError(f"{folder}: output path is a file, not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe(fd)
+            os.close(fd)
+            raise PetError(f"{folder}: {holder} is writing this folder; wait for it to finish, "
+                           f"or write to another folder") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file after we opened it: lock the new one
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+              "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    os.ftruncate(fd, 0)
+    os.write(fd, (json.dumps(record) + "\n").encode())
+    return fd
+
+
+def _describe(fd: int) -> str:
+    """'pet label (pid 123 on host, since ...)' from the holder's record, or a generic phrase."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        record = json.loads(os.read(fd, 4096).decode())
+        return f"{record['command']} (pid {record['pid']} on {record['host']}, since {record['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another pet process"
