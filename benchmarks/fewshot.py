@@ -89,6 +89,7 @@ FULL: dict[str, Any] = {
     # None in every profile: the whole test.jsonl. A number (--set test_limit 40) evaluates on a fixed
     # random sample instead, for checks of the script itself; such rows say so ("test_limit")
     "test_limit": None,
+    "files": None,  # None: patterns/<files>.yaml and verbalizers/<files>.yaml; {task: {"verbalizers": path}} to replace one
     "pattern_ids": None,  # None: every pattern of the task's patterns/*.yaml
     "verbalizer_ids": None,  # None: every verbalizer of the task's verbalizers/*.yaml
     "teachers": {
@@ -177,7 +178,20 @@ CPU_AUTO["student_levers"] = {"gold": {"distillation.gold_weight": 1.0}}  # self
 CPU_AUTO["teachers"].update({"learning_rate": "auto"})
 CPU_AUTO["distillation"].update({"steps": 300, "learning_rate": "auto"})
 
-PROFILES = {"full": FULL, "small": SMALL, "cpu": CPU, "cpu_auto": CPU_AUTO}
+# A stress test of the supervised member (issue 10), not a measure of PET's quality: cpu_auto on
+# sst2 with its two patterns and a verbalizer whose words say nothing about sentiment (blue /
+# green), the weak-pattern case the member is for. Run it twice, with and without
+# `--set teachers.supervised true` (then with --out benchmarks/results/cpu_weak_member).
+CPU_WEAK: dict[str, Any] = copy.deepcopy(CPU_AUTO)
+CPU_WEAK.update({
+    "tasks": ["sst2"],
+    "methods": ["pet"],  # the peers do not read verbalizers: their lines are cpu_auto's
+    "files": {"sst2": {"verbalizers": "benchmarks/stress/sentiment-colours.yaml"}},
+    "verbalizer_ids": {"sst2": ["blue-green"]},
+    "student_levers": {},
+})
+
+PROFILES = {"full": FULL, "small": SMALL, "cpu": CPU, "cpu_auto": CPU_AUTO, "cpu_weak": CPU_WEAK}
 PEERS = {"setfit": "setfit", "supervised_st": None}  # method -> extra module it needs besides the ST model
 
 
@@ -311,7 +325,12 @@ class Job:
     def labels(self) -> list[str]:
         from pet.io.patterns import load_verbalizers
 
-        return list(load_verbalizers(REPO / "verbalizers" / f"{self.spec['files']}.yaml")[0].labels)
+        return list(load_verbalizers(self.definitions("verbalizers"))[0].labels)
+
+    def definitions(self, kind: str) -> Path:
+        """The task's patterns or verbalizers file: REPO/<kind>/<files>.yaml unless the profile names its own."""
+        own = (self.profile.get("files") or {}).get(self.task, {}).get(kind)
+        return REPO / own if own else REPO / kind / f"{self.spec['files']}.yaml"
 
     def run_config(self, train: Path | None, unlabeled: Path, extra: dict[str, Any] | None = None):
         from pet.io.config import config_from_json
@@ -323,9 +342,9 @@ class Job:
             "model": str(Path(self.args.model).resolve()),
             "data": {"train": None if train is None else str(train), "unlabeled": str(unlabeled), "test": None,
                      "fields": self.spec["fields"]},
-            "patterns": {"file": str(REPO / "patterns" / f"{self.spec['files']}.yaml"),
+            "patterns": {"file": str(self.definitions("patterns")),
                          "ids": per_task(p.get("pattern_ids"), self.task)},
-            "verbalizers": {"file": str(REPO / "verbalizers" / f"{self.spec['files']}.yaml"),
+            "verbalizers": {"file": str(self.definitions("verbalizers")),
                             "ids": per_task(p.get("verbalizer_ids"), self.task)},
             "teachers": teachers,
             "labelling": {**p["labelling"], "max_length": self.spec["max_length"]},

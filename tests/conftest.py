@@ -172,16 +172,17 @@ HOLD = """
 import sys, time
 from pathlib import Path
 from pet.io.lock import writing
-with writing(Path(sys.argv[1]), sys.argv[2]):
+with writing(Path(sys.argv[1]), sys.argv[2], beside=sys.argv[3] == "beside"):
     print("held", flush=True)
     time.sleep(600)
 """
 
 
 @contextmanager
-def held_by_another_process(folder: Path, command: str = "pet label"):
+def held_by_another_process(folder: Path, command: str = "pet label", *, beside: bool = False):
     """A second Python process holding ``folder``'s lock until the block ends (then killed with SIGKILL)."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), command], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), command, "beside" if beside else "inside"],
+                              stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         yield holder

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import write_project
+from conftest import held_by_another_process, write_project
 from typer.testing import CliRunner
 
 import pet
@@ -125,6 +125,16 @@ def test_existing_output_is_refused_unless_overwrite(bert_project, tmp_path):
     result = invoke("adapt", bert_project, "-o", out, "--steps", "2", "--batch-size", "4", "--overwrite")
     assert result.exit_code == 0, result.output
     assert not (out / "keep.txt").exists() and (out / "adapt.json").exists()
+
+
+def test_a_second_adapt_into_the_same_folder_stops_at_once(bert_project, tmp_path):
+    """pet adapt replaces its folder whole, so its lock sits beside it (.mlm.pet-lock)."""
+    out = tmp_path / "mlm"
+    with held_by_another_process(out, "pet adapt", beside=True) as holder:
+        result = invoke("adapt", bert_project, "-o", out, "--steps", "2")
+        assert result.exit_code == 1 and f"pet adapt (pid {holder.pid} on " in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+        assert [p.name for p in tmp_path.iterdir()] == [".mlm.pet-lock"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO, SHARED, SHARED_DATA, SHARED_MODEL
@@ -106,3 +107,21 @@ def test_fewshot_pet_job_measures_the_student_levers_on_the_same_soft_labels(tmp
                                                        "distillation.self_training_threshold": 0.9}
     # every line is scored on the same 24-example sample of the test set
     assert {rows[m]["test_examples"] for m in rows} == {24}
+
+
+def test_a_profile_can_name_its_own_verbalizers_file(tmp_path):
+    """cpu_weak (the supervised member's stress test) swaps sst2's verbalizers file for the uninformative one."""
+    import argparse
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import fewshot
+
+    args = argparse.Namespace(data=str(SHARED_DATA), out=str(tmp_path), device="cpu", model=str(SHARED_MODEL), work=str(tmp_path))
+    weak = fewshot.Job(args, fewshot.PROFILES["cpu_weak"], "sst2")
+    config = weak.run_config(SHARED_DATA / "sst2" / "fewshot" / "n32-s1.jsonl", SHARED_DATA / "sst2" / "unlabeled.jsonl")
+    assert Path(config.verbalizers.file) == REPO / "benchmarks" / "stress" / "sentiment-colours.yaml"
+    assert Path(config.patterns.file) == REPO / "patterns" / "sentiment.yaml"  # the patterns stay the task's own
+    assert (config.patterns.ids, config.verbalizers.ids) == (["it-was", "it-was-prefix"], ["blue-green"])
+    assert weak.labels() == ["negative", "positive"]
+    usual = fewshot.Job(args, fewshot.PROFILES["cpu_auto"], "sst2")
+    assert usual.definitions("verbalizers") == REPO / "verbalizers" / "sentiment.yaml"

@@ -63,3 +63,16 @@ def test_a_file_in_place_of_the_folder_is_refused(tmp_path):
     with pytest.raises(PetError, match="output path is a file"):
         with writing(tmp_path / "out", "pet label"):
             pass
+
+
+def test_a_folder_replaced_whole_is_locked_beside_it(tmp_path):
+    from pet.io.artifacts import atomic_dir
+
+    final = tmp_path / "report"
+    with writing(final, "pet report", beside=True), atomic_dir(final) as folder:
+        (folder / "index.html").write_text("x")
+        assert (tmp_path / ".report.pet-lock").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # the lock file went with the block
+    with held_by_another_process(final, "pet report", beside=True), pytest.raises(PetError, match="pet report"):
+        with writing(final, "pet report", beside=True):
+            pass

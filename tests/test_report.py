@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_project
+from conftest import held_by_another_process, write_project
 from test_cli import failed, invoke, ok
 
 FIGURES = ["teachers.png", "soft_labels.png", "reliability.png", "confusion.png", "losses.png"]
@@ -105,6 +105,14 @@ def test_report_rewrites_an_existing_report(reported):
     (reported["run"] / "report" / "stale.txt").write_text("old")
     ok(invoke("report", reported["run"]))
     assert not (reported["run"] / "report" / "stale.txt").exists()
+
+
+def test_a_report_being_written_is_not_written_twice_at_once(reported):
+    before = (reported["run"] / "report" / "index.html").read_bytes()
+    with held_by_another_process(reported["run"] / "report", "pet report", beside=True) as holder:
+        failed(invoke("report", reported["run"]), f"pet report (pid {holder.pid} on ", "is writing this folder")
+    assert (reported["run"] / "report" / "index.html").read_bytes() == before
+    assert not list(reported["run"].glob(".tmp-*"))
 
 
 def test_python_api(reported):

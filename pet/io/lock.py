@@ -9,6 +9,9 @@ one-line error naming the process that holds it.
 The lock is ``flock`` on an open file, so the kernel releases it when its holder exits in any way
 (a crash or ``kill -9`` included): there is no stale lock to clean up by hand. The file is removed
 when the holder finishes. On systems without ``fcntl`` (Windows) folders are not locked.
+
+A tool that replaces its output folder whole (``pet adapt``, ``pet report``: pet/io/artifacts.py
+``atomic_dir``) cannot keep the lock inside it; it locks ``.NAME.pet-lock`` beside the folder.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ _held: dict[Path, int] = {}  # folder -> nesting depth: the api locks a folder i
 
 
 @contextmanager
-def writing(folder: Path, command: str, *, enabled: bool = True) -> Iterator[None]:
+def writing(folder: Path, command: str, *, enabled: bool = True, beside: bool = False) -> Iterator[None]:
     """Hold ``folder``'s writer lock for the duration of the block (re-entrant within a process).
 
     ``enabled=False`` for the ranks of a distributed run other than rank 0: they write into the
     folder rank 0 locked for all of them. A folder the lock itself created is removed again if
-    the block leaves it empty (input that failed its checks leaves nothing behind).
+    the block leaves it empty (input that failed its checks leaves nothing behind). ``beside``:
+    the lock file sits next to the folder, for a folder that is replaced whole.
     """
     key = Path(folder).resolve()
     if not enabled or fcntl is None or key in _held:
@@ -49,19 +53,24 @@ def writing(folder: Path, command: str, *, enabled: bool = True) -> Iterator[Non
         finally:
             _release_depth(key)
         return
-    created = not key.exists()
-    fd = _acquire(key, command)
+    if key.exists() and not key.is_dir():
+        raise PetError(f"{key}: output path is a file, not a folder")
+    home = key.parent if beside else key
+    created = not home.exists()
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / (f".{key.name}{LOCK}" if beside else LOCK)
+    fd = _acquire(path, key, command)
     _held[key] = 1
     try:
         yield
     finally:
         _release_depth(key)
         try:
-            (key / LOCK).unlink(missing_ok=True)  # while still holding it: a waiting opener re-checks the inode
+            path.unlink(missing_ok=True)  # while still holding it: a waiting opener re-checks the inode
         finally:
             os.close(fd)
-        if created and key.is_dir() and not any(key.iterdir()):
-            key.rmdir()
+        if created and home.is_dir() and not any(home.iterdir()):
+            home.rmdir()
 
 
 def _release_depth(key: Path) -> None:
@@ -70,11 +79,8 @@ def _release_depth(key: Path) -> None:
         del _held[key]
 
 
-def _acquire(folder: Path, command: str) -> int:
-    if folder.exists() and not folder.is_dir():
-        raise PetError(f"{folder}: output path is a file, not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK
+def _acquire(path: Path, folder: Path, command: str) -> int:
+    """An open descriptor of ``path`` holding its exclusive flock, the holder's record written into it."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

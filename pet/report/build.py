@@ -17,6 +17,7 @@ import numpy as np
 from pet.core.classifier import PATTERN, teacher_kind
 from pet.errors import PetError
 from pet.io.artifacts import atomic_dir
+from pet.io.lock import writing
 from pet.report.page import Formatted, document, image, key_values, notes, side_by_side, table
 from pet.report.plots import (draw_confusion, draw_losses, draw_per_label_f1, draw_reliability, draw_soft_labels,
                               draw_teacher_accuracy, share)
@@ -47,7 +48,7 @@ def write_report(run: Path) -> Path:
     """Write RUN/report (index.html + PNGs) and return the path of index.html."""
     require_matplotlib()
     data = collect(run)
-    with atomic_dir(run / REPORT) as folder:
+    with writing(run / REPORT, "pet report", beside=True), atomic_dir(run / REPORT) as folder:
         sections = [("Run", run_section(data)), ("Teachers", teachers_section(data, folder)),
                     ("Soft labels", soft_labels_section(data, folder)), ("Test set", test_section(data, folder)),
                     ("Training losses", losses_section(data, folder)), ("Notes", notes(data.notes))]

@@ -37,6 +37,7 @@ import torch
 
 from pet.errors import PetError
 from pet.io.config import RunConfig
+from pet.io.lock import writing
 
 RECORD = "adapt.json"
 
@@ -88,9 +89,10 @@ def adapt(config: RunConfig | str | Path, output: str | Path, *, overwrite: bool
     chosen.check()
     run_config = as_config(config, overrides=overrides)
     output = Path(output)
-    check_output(output, run_config.model, overwrite)
-    corpus = Corpus.open(run_config, chosen)  # every input checked before the model loads
-    return train_and_save(run_config, corpus, chosen, output)
+    with writing(output, "pet adapt", beside=True):  # atomic_dir replaces the folder whole: the lock sits beside it
+        check_output(output, run_config.model, overwrite)
+        corpus = Corpus.open(run_config, chosen)  # every input checked before the model loads
+        return train_and_save(run_config, corpus, chosen, output)
 
 
 def check_output(output: Path, model: str, overwrite: bool) -> None:
