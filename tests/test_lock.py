@@ -76,3 +76,18 @@ def test_a_folder_replaced_whole_is_locked_beside_it(tmp_path):
     with held_by_another_process(final, "pet report", beside=True), pytest.raises(PetError, match="pet report"):
         with writing(final, "pet report", beside=True):
             pass
+
+
+def test_a_file_system_without_flock_writes_unlocked_with_a_warning(tmp_path, monkeypatch, caplog):
+    import errno
+
+    from pet.io import lock
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(lock.fcntl, "flock", no_locks)
+    with caplog.at_level("WARNING", logger="pet"), writing(tmp_path / "out", "pet label"):
+        (tmp_path / "out" / "data.txt").write_text("x")
+    assert "cannot lock" in caplog.text and "No locks available" in caplog.text
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["data.txt"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 LOCK = ".pet-lock"
+
+log = logging.getLogger("pet")
 
 _held: dict[Path, int] = {}  # folder -> nesting depth: the api locks a folder its stage locks again
 
@@ -90,6 +93,9 @@ def _acquire(path: Path, folder: Path, command: str) -> int:
             os.close(fd)
             raise PetError(f"{folder}: {holder} is writing this folder; wait for it to finish, "
                            f"or write to another folder") from None
+        except OSError as err:  # a file system without flock (some network mounts): write unlocked
+            log.warning("%s: cannot lock (%s); not guarded against a second writer", folder, err)
+            return fd
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
