@@ -59,7 +59,7 @@ def writing(folder: Path, command: str, *, enabled: bool = True, beside: bool = 
     if key.exists() and not key.is_dir():
         raise PetError(f"{key}: output path is a file, not a folder")
     home = key.parent if beside else key
-    created = not home.exists()
+    created = [folder for folder in (home, *home.parents) if not folder.exists()]  # innermost first
     home.mkdir(parents=True, exist_ok=True)
     path = home / (f".{key.name}{LOCK}" if beside else LOCK)
     fd = _acquire(path, key, command)
@@ -72,8 +72,10 @@ def writing(folder: Path, command: str, *, enabled: bool = True, beside: bool = 
             path.unlink(missing_ok=True)  # while still holding it: a waiting opener re-checks the inode
         finally:
             os.close(fd)
-        if created and home.is_dir() and not any(home.iterdir()):
-            home.rmdir()
+        for made in created:  # the folders the lock made, while the block left them empty
+            if not made.is_dir() or any(made.iterdir()):
+                break
+            made.rmdir()
 
 
 def _release_depth(key: Path) -> None:
