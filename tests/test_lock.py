@@ -44,6 +44,9 @@ def test_a_folder_the_lock_created_is_removed_when_left_empty(tmp_path):
     with pytest.raises(ValueError), writing(tmp_path / "new", "pet label"):
         raise ValueError("bad input, found after the lock was taken")
     assert not (tmp_path / "new").exists()
+    with pytest.raises(ValueError), writing(tmp_path / "run" / "teachers", "pet train-teachers"):
+        raise ValueError("bad input")
+    assert not (tmp_path / "run").exists()  # the parent the lock made for it goes too
     (tmp_path / "kept").mkdir()
     with writing(tmp_path / "kept", "pet label"):
         pass

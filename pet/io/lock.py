@@ -23,6 +23,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import takewhile
 from pathlib import Path
 
 from pet.errors import PetError
@@ -59,7 +60,7 @@ def writing(folder: Path, command: str, *, enabled: bool = True, beside: bool = 
     if key.exists() and not key.is_dir():
         raise PetError(f"{key}: output path is a file, not a folder")
     home = key.parent if beside else key
-    created = [folder for folder in (home, *home.parents) if not folder.exists()]  # innermost first
+    created = list(takewhile(lambda missing: not missing.exists(), (home, *home.parents)))  # innermost first
     home.mkdir(parents=True, exist_ok=True)
     path = home / (f".{key.name}{LOCK}" if beside else LOCK)
     fd = _acquire(path, key, command)
