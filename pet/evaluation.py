@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from functools import partial
 from typing import Any, Callable
@@ -23,15 +24,30 @@ from pet.io.data import Examples, Table, multi_label_rule
 from pet.errors import PetError
 
 
-def folder_stage(model_dir: Path) -> str:
-    path = model_dir / MANIFEST
-    if not path.exists():
-        raise PetError(f"{model_dir}: no {MANIFEST}; expected a pet student or teachers folder")
-    manifest = read_json(path, "manifest")
-    stage = manifest.get("stage") if isinstance(manifest, dict) else None
-    if stage not in ("student", "teachers"):
-        raise PetError(f"{model_dir}: holds {stage or 'unknown'} artifacts; evaluate a student or a teachers folder")
-    return stage
+@dataclass(frozen=True)
+class ModelFolder:
+    """A student or teachers folder with its manifest, read (and version-checked) once."""
+
+    path: Path
+    stage: str
+    manifest: dict[str, Any]
+    config: RunConfig
+
+    @classmethod
+    def open(cls, model_dir: Path) -> ModelFolder:
+        path = model_dir / MANIFEST
+        if not path.exists():
+            raise PetError(f"{model_dir}: no {MANIFEST}; expected a pet student or teachers folder")
+        recorded = read_json(path, "manifest")
+        stage = recorded.get("stage") if isinstance(recorded, dict) else None
+        if stage not in ("student", "teachers"):
+            raise PetError(f"{model_dir}: holds {stage or 'unknown'} artifacts; evaluate a student or a teachers folder")
+        manifest = read_manifest(model_dir, stage)
+        return cls(model_dir, stage, manifest, config_from_json(manifest["config"]))
+
+    @property
+    def labels(self) -> list[str]:
+        return self.manifest["labels"]
 
 
 def read_examples(config: RunConfig, path: Path, labels: list[str], labelled: bool) -> Examples:
@@ -77,10 +93,8 @@ def evaluate(model_dir: Path, data: Path, calibrate: bool = False, calibrate_on:
     are added under ``calibrated`` (of the student, or of the ensemble).
     """
     calibrate = calibrate or calibrate_on is not None
-    stage = folder_stage(model_dir)
-    manifest = read_manifest(model_dir, stage)
-    config = config_from_json(manifest["config"])
-    labels = manifest["labels"]
+    folder = ModelFolder.open(model_dir)
+    stage, manifest, config, labels = folder.stage, folder.manifest, folder.config, folder.labels
     examples = read_examples(config, data, labels, labelled=True)
     gold, threshold = examples.gold, config.task.threshold
     head = {"model": str(model_dir), "data": str(data), "stage": stage, "task": config.task.type}
@@ -164,35 +178,32 @@ def evaluate_zero_shot(config_path: Path, data: Path, overrides: dict[str, Any] 
             "ensemble": ensemble, "calibration_definitions": definitions(gold)}
 
 
-def predicted_probs(model_dir: Path, examples: Examples) -> torch.Tensor:
+def predicted_probs(folder: ModelFolder, examples: Examples) -> torch.Tensor:
     """[N, C] probabilities of a student (softmax) or a teachers folder (the ensemble at the labelling
     temperature); multi-label: independent per-label sigmoids."""
-    stage = folder_stage(model_dir)
-    manifest = read_manifest(model_dir, stage)
-    config = config_from_json(manifest["config"])
+    manifest, config = folder.manifest, folder.config
     multi_label = config.task.multi_label
-    if stage == "student":
-        logits = student_logits(model_dir, manifest, config, examples)
+    if folder.stage == "student":
+        logits = student_logits(folder.path, manifest, config, examples)
         return torch.sigmoid(logits) if multi_label else torch.softmax(logits, -1)
-    combined = teachers_ensemble(manifest, config).combine(teachers_logits(model_dir, manifest, config, examples))
+    combined = teachers_ensemble(manifest, config).combine(teachers_logits(folder.path, manifest, config, examples))
     if multi_label:
         return maths.multi_label_soft_labels(combined, config.labelling.temperature)
     return maths.soft_labels(combined, config.labelling.temperature)
 
 
-def read_unlabelled(model_dir: Path, data: Path) -> tuple[list[str], Examples, float | None]:
-    """The labels of a student or teachers folder, ``data`` read with the run's column mapping, and the
-    run's multi-label decision threshold (None: single-label)."""
-    manifest = read_manifest(model_dir, folder_stage(model_dir))
-    labels, config = manifest["labels"], config_from_json(manifest["config"])
-    return labels, read_examples(config, data, labels, labelled=False), decision_threshold(config)
+def read_unlabelled(folder: ModelFolder, data: Path) -> Examples:
+    """``data`` read with the run's column mapping, without labels."""
+    return read_examples(folder.config, data, folder.labels, labelled=False)
 
 
 def predict(model_dir: Path, data: Path, output: Path) -> int:
     """Write one JSON line per example: id, predicted label (multi-label: ``labels``, every label whose
     probability reaches task.threshold), and the probability of each label."""
-    labels, examples, threshold = read_unlabelled(model_dir, data)
-    probs = predicted_probs(model_dir, examples)
+    folder = ModelFolder.open(model_dir)
+    labels, threshold = folder.labels, decision_threshold(folder.config)
+    examples = read_unlabelled(folder, data)
+    probs = predicted_probs(folder, examples)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
     with tmp.open("w", encoding="utf-8") as handle:

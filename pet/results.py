@@ -62,9 +62,12 @@ class Predictor(StageResult):
     def predict_proba(self, data: Any) -> np.ndarray:
         """[N, C] probabilities (columns in ``labels`` order) for texts, rows, a DataFrame, a Dataset or a file
         (multi-label tasks: independent per-label probabilities, rows need not sum to 1)."""
-        from pet.evaluation import predicted_probs
+        from pet.evaluation import ModelFolder, predicted_probs, read_unlabelled
 
-        return predicted_probs(self.path, self._examples(data)).numpy()
+        folder = ModelFolder.open(self.path)
+        with as_data_file(data, self.config, "prediction") as path:
+            examples = read_unlabelled(folder, path)
+        return predicted_probs(folder, examples).numpy()
 
     def predict(self, data: Any) -> list[Prediction]:
         """The predicted label (multi-label: labels) and the probability of each label, per example."""
@@ -83,12 +86,6 @@ class Predictor(StageResult):
         if not isinstance(data, (str, Path)):
             result["data"] = f"{type(data).__name__} of {len(data)} rows"  # the temporary file is gone
         return result
-
-    def _examples(self, data: Any):
-        from pet.evaluation import read_unlabelled
-
-        with as_data_file(data, self.config, "prediction") as path:
-            return read_unlabelled(self.path, path)[1]
 
 
 class Teachers(Predictor):

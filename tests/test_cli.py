@@ -387,6 +387,19 @@ def test_predict_teachers_matches_the_soft_labels(staged, tmp_path):
     np.testing.assert_allclose(predicted, np.array(table["probs"]), atol=1e-5)
 
 
+def test_predict_reads_the_manifest_once_so_a_version_warning_is_said_once(staged, tmp_path, caplog):
+    student = tmp_path / "student"
+    shutil.copytree(staged["run"] / "student", student)
+    manifest = read_json(student / "manifest.json")
+    major, minor, *_ = manifest["versions"]["torch"].split("+")[0].split(".")
+    manifest["versions"]["torch"] = f"{major}.{int(minor) + 1}.0"  # another minor version: a warning, not an error
+    (student / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        ok(invoke("predict", student, "--data", staged["folder"] / "unlabeled.jsonl", "-o", tmp_path / "p.jsonl"))
+    said = [r.getMessage() for r in caplog.records if "written with torch" in r.getMessage()]
+    assert len(said) == 1, said
+
+
 # --- pet run ----------------------------------------------------------------------------------------
 
 def test_run_end_to_end_on_tiny_roberta(tmp_path, tiny_roberta):
