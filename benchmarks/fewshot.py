@@ -311,6 +311,8 @@ class Job:
         }
         if self.profile.get("test_limit") is not None:  # a sample of the test set: not a benchmark figure
             row["test_limit"] = self.profile["test_limit"]
+        if getattr(self.args, "model_given", False):
+            row["model"] = str(self.args.model)
         row.update(details)
         emit(self.results, row)
         acc = metrics.get("accuracy")
@@ -751,6 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     shared = Path(args.shared)
     args.data = args.data or str(shared / "data")
+    args.model_given = args.model is not None  # result lines then say which model (the default is the benchmark's)
     args.model = args.model or str(shared / "models" / "minilm-l6-mlm")
     default_out = REPO / "benchmarks" / "results"
     named = args.profile != "full" and not args.report_only  # the full grid owns benchmarks/results itself

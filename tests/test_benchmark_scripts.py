@@ -37,6 +37,7 @@ def test_fewshot_runs_a_job_and_writes_a_result_line(tmp_path):
     # 30 of rte's 277 test pairs, and the row says it was a sample
     assert (row["task"], row["n"], row["seed"], row["method"], row["test_examples"]) == ("rte", 10, 1, "supervised", 30)
     assert row["test_limit"] == 30
+    assert "model" not in row  # the benchmark's own model; a line says its model only when --model names another
     assert row["config"]["steps"] == 2 and row["config"]["train_examples"] == 10
     assert 0.0 <= row["accuracy"] <= 1.0 and row["wall_s"] > 0
     assert not (out / "failures.jsonl").exists()
@@ -98,15 +99,16 @@ def test_fewshot_pet_job_measures_the_student_levers_on_the_same_soft_labels(tmp
     done = run_script("benchmarks/fewshot.py", "--profile", "cpu", "--tasks", "sst2", "--methods", "pet", "--seeds", "1",
                       "--set", "teachers.steps", "2", "--set", "distillation.steps", "2", "--set", "unlabeled_limit", "40",
                       "--set", "test_limit", "24", "--set", "student_st", "false", "--device", "cpu", "--threads", "2",
-                      "--shared", str(SHARED), "--out", str(out), "--work", str(tmp_path / "work"))
+                      "--model", str(SHARED_MODEL), "--shared", str(SHARED), "--out", str(out), "--work", str(tmp_path / "work"))
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {row["method"]: row for row in map(json.loads, (out / "fewshot.jsonl").read_text().splitlines())}
     assert {"pet_ensemble", "pet_student", "pet_student_gold", "pet_student_self_train"} <= set(rows)
     assert rows["pet_student_gold"]["config"]["distillation"]["gold_weight"] == 1.0
     assert rows["pet_student_self_train"]["lever"] == {"distillation.self_training_rounds": 1,
                                                        "distillation.self_training_threshold": 0.9}
-    # every line is scored on the same 24-example sample of the test set
+    # every line is scored on the same 24-example sample of the test set, and says the --model it ran on
     assert {rows[m]["test_examples"] for m in rows} == {24}
+    assert {rows[m]["model"] for m in rows} == {str(SHARED_MODEL)}
 
 
 def test_a_profile_can_name_its_own_verbalizers_file(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import REPO, SHARED_DATA
 
 from pet.io.config import apply_overrides, load_config, parse_overrides
 from pet.errors import PetError
@@ -209,3 +210,13 @@ def test_missing_config_file(tmp_path):
     with pytest.raises(PetError) as err:
         load_config(tmp_path / "nope.yaml")
     assert one_line(err) == f"{tmp_path / 'nope.yaml'}: run config file not found"
+
+
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="needs ../shared")
+@pytest.mark.parametrize("name", ["sst2-shared.yaml", "rte-shared.yaml", "agnews-adapt-shared.yaml"])
+def test_the_shared_examples_load_and_point_at_files_that_exist(name):
+    """The examples for checkouts with ../shared beside them: every path they name resolves to a real file."""
+    config = load_config(REPO / "examples" / name)
+    assert Path(config.model).is_dir()
+    for path in (config.data.train, config.data.unlabeled, config.data.test, config.patterns.file, config.verbalizers.file):
+        assert path is None or Path(path).is_file(), path
