@@ -18,7 +18,7 @@ import torch
 from pet.core import maths
 from pet.core.calibration import TEMPERATURE_BOUNDS, at_temperature, calibration_metrics, definitions, fit_temperature, prediction_metrics
 from pet.core.ensemble import EnsembleWeights, ensemble_of, ensemble_weights
-from pet.io.artifacts import MANIFEST, read_json, read_manifest
+from pet.io.artifacts import MANIFEST, checked_manifest, read_json
 from pet.io.config import RunConfig, config_from_json, decision_threshold
 from pet.io.data import Examples, Table, multi_label_rule
 from pet.errors import PetError
@@ -42,7 +42,7 @@ class ModelFolder:
         stage = recorded.get("stage") if isinstance(recorded, dict) else None
         if stage not in ("student", "teachers"):
             raise PetError(f"{model_dir}: holds {stage or 'unknown'} artifacts; evaluate a student or a teachers folder")
-        manifest = read_manifest(model_dir, stage)
+        manifest = checked_manifest(recorded, model_dir, stage)
         return cls(model_dir, stage, manifest, config_from_json(manifest["config"]))
 
     @property

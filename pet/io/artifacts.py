@@ -108,7 +108,12 @@ def read_manifest(folder: Path, stage: str) -> dict[str, Any]:
     path = folder / MANIFEST
     if not path.exists():
         raise PetError(f"{folder}: no {MANIFEST}, so the {stage} stage did not finish there; rerun it to complete it")
-    manifest = read_json(path, "manifest")
+    return checked_manifest(read_json(path, "manifest"), folder, stage)
+
+
+def checked_manifest(manifest: Any, folder: Path, stage: str) -> dict[str, Any]:
+    """A manifest already read from ``folder``, checked as :func:`read_manifest` checks it."""
+    path = folder / MANIFEST
     if not isinstance(manifest, dict) or "stage" not in manifest or "schema_version" not in manifest:
         raise PetError(f"{path}: not a pet manifest (no stage or schema_version)")
     if manifest["schema_version"] != SCHEMA_VERSION:
