@@ -64,7 +64,7 @@ class Predictor(StageResult):
         (multi-label tasks: independent per-label probabilities, rows need not sum to 1)."""
         from pet.evaluation import ModelFolder, predicted_probs, read_unlabelled
 
-        folder = ModelFolder.open(self.path)
+        folder = ModelFolder(self.path, self.stage, self.manifest, self.config)  # the manifest this object already read
         with as_data_file(data, self.config, "prediction") as path:
             examples = read_unlabelled(folder, path)
         return predicted_probs(folder, examples).numpy()
