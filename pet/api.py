@@ -33,7 +33,7 @@ from pet.io.lock import LOCK, writing
 from pet.io.yamlfile import validate
 from pet.results import Run, SoftLabels, Student, Teachers
 
-SECTIONS = ("data", "task", "patterns", "verbalizers", "teachers", "ipet", "labelling", "distillation", "runtime")
+SECTIONS = tuple(name for name in RunConfig.model_fields if name != "model")  # data, task, ..., adapt, runtime
 
 
 def dotted_settings(settings: dict[str, Any], own: dict[str, type[BaseModel]], where: str) -> dict[str, Any]:

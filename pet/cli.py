@@ -153,6 +153,8 @@ def run_cmd(
             _print_json(summary)
             return
         typer.echo(f"run folder: {output}  teachers: {summary['teachers']}  soft labels: {summary['soft_labels']}")
+        if summary["adapted"]:
+            typer.echo(f"adapted model: {summary['adapted']} (every stage started from it)")
         for name in ("ensemble_test", "student_test"):
             if summary[name]:
                 m = summary[name]
@@ -296,27 +298,30 @@ def adapt_cmd(
     ctx: typer.Context,
     config: Path = typer.Argument(..., help="Run config (YAML): model, data.unlabeled, patterns (for --prompts), teachers.max_length."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the adapted masked LM (model, tokenizer, adapt.json)."),
-    # the defaults mirror pet.tools.adapt.AdaptSettings (tests/test_adapt.py checks), which this module
-    # cannot import at start-up without torch
-    steps: int = typer.Option(1000, "--steps", help="Optimiser steps."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Texts per step."),
-    learning_rate: str = typer.Option("auto", "--learning-rate", help="A number, or auto (by model size, as teachers.learning_rate)."),
-    mlm_probability: float = typer.Option(0.15, "--mlm-probability", help="Share of eligible tokens that become targets."),
-    prompts: bool = typer.Option(False, "--prompts", help="Train on the texts rendered through the config's patterns, mask slot left open (never a target)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of batches, masking and dropout."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+    # unset options take the config's adapt section (its defaults: pet.io.config.AdaptConfig)
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimiser steps (default: adapt.steps, 1000)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Texts per step (default: adapt.batch_size, 16)."),
+    learning_rate: Optional[str] = typer.Option(None, "--learning-rate", help="A number, or auto: by model size, as teachers.learning_rate (default: adapt.learning_rate, auto)."),
+    mlm_probability: Optional[float] = typer.Option(None, "--mlm-probability", help="Share of eligible tokens that become targets (default: adapt.mlm_probability, 0.15)."),
+    prompts: Optional[bool] = typer.Option(None, "--prompts/--plain", help="Train on the texts rendered through the config's patterns, mask slot left open (never a target), or on the plain texts (default: adapt.prompts, plain)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of batches, masking and dropout (default: adapt.seed, 0)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder, or a model adapted there from other settings."),
 ) -> None:
     with handled():
         from pet.errors import PetError
         from pet.io.config import load_config
         from pet.tools.adapt import RECORD, adapt
 
-        try:
-            rate: float | str = learning_rate if learning_rate == "auto" else float(learning_rate)
-        except ValueError:
-            raise PetError(f"--learning-rate: expected a number or auto, got {learning_rate!r}") from None
-        folder = adapt(load_config(config, _overrides(ctx)), output, steps=steps, batch_size=batch_size, learning_rate=rate,
-                       mlm_probability=mlm_probability, prompts=prompts, seed=seed, overwrite=overwrite)
+        rate: float | str | None = learning_rate
+        if learning_rate not in (None, "auto"):
+            try:
+                rate = float(learning_rate)
+            except ValueError:
+                raise PetError(f"--learning-rate: expected a number or auto, got {learning_rate!r}") from None
+        given = {"steps": steps, "batch_size": batch_size, "learning_rate": rate, "mlm_probability": mlm_probability,
+                 "prompts": prompts, "seed": seed}
+        folder = adapt(load_config(config, _overrides(ctx)), output, overwrite=overwrite,
+                       **{name: value for name, value in given.items() if value is not None})
         loss = json.loads((folder / RECORD).read_text(encoding="utf-8"))["loss"]
         typer.echo(f"adapted masked LM in {folder}; MLM loss {loss['first']:.3f} -> {loss['last']:.3f}; use it as model: {folder}")
 

@@ -1,6 +1,7 @@
-"""The pipeline: stage A -> RUN/teachers -> stage B -> RUN/labels -> stage C -> RUN/student.
+"""The pipeline: [adapt -> RUN/adapted ->] stage A -> RUN/teachers -> stage B -> RUN/labels -> stage C -> RUN/student.
 
-Each stage reads only the artifact folder of the stage before it (its manifest records the config
+With ``adapt.enabled``, the model is first adapted on the unlabeled text (`pet adapt`, pet/tools/adapt.py)
+into RUN/adapted, and every stage starts from that model. Each stage reads only the artifact folder of the stage before it (its manifest records the config
 and input hashes), so each can also be run alone (`pet train-teachers`, `pet label`, `pet distill`).
 """
 
@@ -24,16 +25,40 @@ def run(config: RunConfig, output: Path, *, overwrite: bool = False) -> dict[str
     the ones recorded upstream: a rerun with another ``--distillation.steps`` is compared with the
     student on disk, never answered with it (pet/io/artifacts.py ``reuse_or_refuse``).
     """
+    adapted_model = None
+    if config.adapt.enabled:
+        config = adapted(config, output / "adapted", overwrite=overwrite)
+        adapted_model = config.model
     teachers = train_teachers(config, output / "teachers", overwrite=overwrite)
     labels = label(output / "teachers", output / "labels", downstream(config, LABEL_KEYS), overwrite=overwrite)
     student = distill(output / "labels", output / "student", downstream(config, DISTILL_KEYS), overwrite=overwrite)
     return {
         "run": str(output),
+        "adapted": adapted_model,
         "teachers": len(teachers["teachers"]),
         "soft_labels": labels["statistics"]["examples"],
         "ensemble_test": labels.get("test", {}).get("ensemble"),
         "student_test": student.get("test"),
     }
+
+
+def adapted(config: RunConfig, folder: Path, *, overwrite: bool = False) -> RunConfig:
+    """Adapt ``config.model`` into ``folder`` (kept when adapted there from the same settings and data)
+    and return the config whose stages start from it.
+
+    The returned config names the folder as ``model`` and has ``adapt.enabled`` off: the stages record
+    the adapted model (with its adaptation's fingerprint, pet/io/artifacts.py ``model_reads``) as the
+    model they started from, and stage A, which refuses ``adapt.enabled``, runs.
+    """
+    from pet.core.distributed import current_ranks
+    from pet.tools.adapt import adapt
+
+    ranks = current_ranks()
+    if ranks.main:  # one process adapts; under torchrun the others wait for its folder
+        adapt(config, folder, overwrite=overwrite)
+    ranks.barrier()
+    return config.model_copy(update={"model": str(folder.resolve()),
+                                     "adapt": config.adapt.model_copy(update={"enabled": False})})
 
 
 def downstream(config: RunConfig, keys: tuple[str, ...]) -> dict[str, Any]:

@@ -169,9 +169,18 @@ class Run:
     def load(cls, path: str | Path) -> "Run":
         return cls(path)
 
+    @property
+    def adapted(self) -> Path | None:
+        """RUN/adapted, the masked LM every stage started from, when the run adapted one (adapt.enabled)."""
+        from pet.io.artifacts import ADAPT_RECORD
+
+        folder = self.path / "adapted"
+        return folder if (folder / ADAPT_RECORD).is_file() else None
+
     def summary(self) -> dict[str, Any]:
         return {
             "run": str(self.path),
+            "adapted": None if self.adapted is None else str(self.adapted),
             "teachers": len(self.teachers),
             "soft_labels": len(self.soft_labels),
             "ensemble_test": (self.soft_labels.test_metrics or {}).get("ensemble"),

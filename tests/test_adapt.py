@@ -73,6 +73,7 @@ def test_adapted_model_runs_as_a_runs_model(tmp_path, adapted):
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "run" / "teachers" / "manifest.json").read_text())
     assert manifest["config"]["model"] == str(adapted)
+    assert pet.Run(tmp_path / "run").adapted is None and "adapted model" not in result.output  # adapted by hand, not by the run
 
 
 def test_prompts_mode_trains_on_rendered_texts_without_targeting_the_slot(bert_project, tiny_roberta, tmp_path):
@@ -139,7 +140,8 @@ def test_a_second_adapt_into_the_same_folder_stops_at_once(bert_project, tmp_pat
 
 @pytest.mark.parametrize("args, message", [
     (["--data.unlabeled", "missing.jsonl"], "unlabeled file not found"),
-    (["--steps", "0"], "steps and batch size must be at least 1"),
+    (["--steps", "0"], "adapt settings: 'steps': input should be greater than 0 (got 0)"),
+    (["--adapt.mlm_probability", "1.5"], "'adapt.mlm_probability': input should be less than 1"),
     (["--learning-rate", "fast"], "--learning-rate: expected a number or auto"),
     (["--teachers.stepz", "3"], "did you mean --teachers.steps"),
 ])
@@ -160,14 +162,93 @@ def test_unknown_setting_is_a_pet_error(bert_project, tmp_path):
         pet.adapt(bert_project, tmp_path / "x", stepz=3)
 
 
-def test_cli_defaults_are_the_libraries():
-    import typer.main
+def test_the_configs_adapt_section_sets_what_options_do_not(bert_project, tmp_path):
+    out = tmp_path / "mlm"
+    result = invoke("adapt", bert_project, "-o", out, "--adapt.steps", "3", "--adapt.seed", "5", "--batch-size", "4", "--seed", "7")
+    assert result.exit_code == 0, result.output
+    settings = json.loads((out / "adapt.json").read_text())["settings"]
+    assert (settings["steps"], settings["seed"], settings["batch_size"], settings["mlm_probability"]) == (3, 7, 4, 0.15)
 
-    from pet.tools.adapt import AdaptSettings
 
-    command = typer.main.get_command(app).commands["adapt"]
-    defaults = {p.name: p.default for p in command.params}
-    settings = AdaptSettings()
-    assert (defaults["steps"], defaults["batch_size"], defaults["learning_rate"], defaults["mlm_probability"],
-            defaults["prompts"], defaults["seed"]) == (settings.steps, settings.batch_size, settings.learning_rate,
-                                                       settings.mlm_probability, settings.prompts, settings.seed)
+def test_the_same_adaptation_again_is_kept_and_another_is_refused(bert_project, tmp_path, monkeypatch):
+    out = tmp_path / "mlm"
+    first = pet.adapt(bert_project, out, seed=3, **FAST)
+    record = (out / "adapt.json").read_text()
+    import pet.tools.adapt as adapt_module
+
+    monkeypatch.setattr(adapt_module, "train_and_save", lambda *a, **k: pytest.fail("adapted again"))
+    assert pet.adapt(bert_project, out, seed=3, **FAST) == first and (out / "adapt.json").read_text() == record
+    result = invoke("adapt", bert_project, "-o", out, "--seed", "4", "--steps", "4", "--batch-size", "4")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "adapted from other settings or data (adapt.seed 3 -> 4)" in result.output and "--overwrite" in result.output
+    assert (out / "adapt.json").read_text() == record
+    monkeypatch.undo()
+    result = invoke("adapt", bert_project, "-o", out, "--seed", "4", "--steps", "4", "--batch-size", "4", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "adapt.json").read_text())["settings"]["seed"] == 4
+
+
+# pet run with adapt.enabled: RUN/adapted first, every stage from it, reruns compare the adaptation too
+
+ADAPT_IN_RUN = ("--adapt.enabled", "true", "--adapt.steps", "2", "--adapt.batch_size", "4")
+
+
+@pytest.fixture(scope="module")
+def adapted_run(tmp_path_factory, tiny_bert):
+    folder = tmp_path_factory.mktemp("adapted-run")
+    config = write_project(folder, tiny_bert)
+    result = invoke("run", config, "-o", folder / "run", *ADAPT_IN_RUN)
+    assert result.exit_code == 0, result.output
+    return config, folder / "run", result.output
+
+
+def test_run_adapts_first_and_every_stage_starts_from_the_adapted_model(adapted_run, tiny_bert):
+    _, run, output = adapted_run
+    adapted = run / "adapted"
+    record = json.loads((adapted / "adapt.json").read_text())
+    assert record["base_model"] == str(tiny_bert) and record["settings"]["steps"] == 2
+    assert f"adapted model: {adapted.resolve()} (every stage started from it)" in output
+    teachers = json.loads((run / "teachers" / "manifest.json").read_text())
+    assert teachers["config"]["model"] == str(adapted.resolve()) and teachers["config"]["adapt"]["enabled"] is False
+    assert teachers["reads"]["model.adapted"] == record["fingerprint"]
+    student = json.loads((run / "student" / "manifest.json").read_text())
+    assert student["reads"]["model"] == str(adapted.resolve()) and student["reads"]["model.adapted"] == record["fingerprint"]
+    assert pet.Run(run).summary()["adapted"] == str(adapted)
+
+
+def test_a_rerun_keeps_the_adaptation_and_a_changed_one_is_refused(adapted_run, monkeypatch):
+    import pet.tools.adapt as adapt_module
+
+    config, run, _ = adapted_run
+    record = (run / "adapted" / "adapt.json").read_text()
+    monkeypatch.setattr(adapt_module, "train_and_save", lambda *a, **k: pytest.fail("adapted again"))
+    result = invoke("run", config, "-o", run, *ADAPT_IN_RUN)
+    assert result.exit_code == 0 and "already adapted" in result.output, result.output
+    result = invoke("run", config, "-o", run, *ADAPT_IN_RUN, "--adapt.seed", "1")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "adapted from other settings or data (adapt.seed 0 -> 1)" in result.output
+    assert (run / "adapted" / "adapt.json").read_text() == record
+
+
+def test_adapting_again_makes_the_teachers_out_of_date(tmp_path, tiny_bert):
+    """A manual adaptation named as model: re-adapting into the same folder is a change stage A sees."""
+    config = write_project(tmp_path, tiny_bert)
+    model = pet.adapt(config, tmp_path / "mlm", seed=1, **FAST)
+    result = invoke("train-teachers", config, "-o", tmp_path / "teachers", "--model", model)
+    assert result.exit_code == 0, result.output
+    pet.adapt(config, model, seed=2, overwrite=True, **FAST)
+    result = invoke("train-teachers", config, "-o", tmp_path / "teachers", "--model", model)
+    assert result.exit_code == 1 and "model.adapted" in result.output and "--overwrite" in result.output, result.output
+
+
+def test_stage_a_alone_refuses_adapt_enabled(bert_project, tmp_path):
+    result = invoke("train-teachers", bert_project, "-o", tmp_path / "teachers", "--adapt.enabled", "true")
+    assert result.exit_code == 1 and "only pet run adapts" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "teachers").exists()
+
+
+def test_the_api_run_adapts_with_an_adapt_mapping(tmp_path, tiny_bert):
+    config = write_project(tmp_path, tiny_bert)
+    run = pet.run(config, tmp_path / "run", adapt={"enabled": True, "steps": 2, "batch_size": 4, "seed": 9})
+    assert run.adapted == tmp_path / "run" / "adapted"
+    assert json.loads((run.adapted / "adapt.json").read_text())["settings"]["seed"] == 9

@@ -22,6 +22,7 @@ from pet.errors import PetError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+ADAPT_RECORD = "adapt.json"  # what `pet adapt` writes beside an adapted model's weights (pet/tools/adapt.py)
 STAGES = ("teachers", "labels", "student")
 log = logging.getLogger("pet")
 
@@ -225,6 +226,18 @@ def reuse_or_refuse(output: Path, stage: str, reads: dict[str, Any], overwrite: 
     log.info("%s: %s; recomputing (--overwrite)", output, changes)
     (output / MANIFEST).unlink(missing_ok=True)  # several ranks may get here
     return stamp, None
+
+
+def model_reads(model: str) -> dict[str, Any]:
+    """What a stage records of the model it starts from: its name, and for a folder `pet adapt` wrote, that
+    adaptation's fingerprint, so that adapting again into the same folder (other steps, another seed) makes
+    the stages trained on the old weights out of date instead of silently reusable."""
+    reads: dict[str, Any] = {"model": model}
+    record_path = Path(model).expanduser() / ADAPT_RECORD
+    if record_path.is_file():
+        record = read_json(record_path, "adapt record")
+        reads["model.adapted"] = record.get("fingerprint") if isinstance(record, dict) else None
+    return reads
 
 
 def file_hash(path: Path | None) -> str | None:

@@ -114,6 +114,21 @@ class DistillationConfig(Strict):
     self_training_threshold: float = Field(default=0.9, gt=0.5, lt=1.0)
 
 
+class AdaptConfig(Strict):
+    # Task-adaptive pretraining (pet/tools/adapt.py): masked-LM training of `model` on data.unlabeled.
+    # `pet adapt` reads these settings (its options override them); `pet run` adapts first only when enabled.
+    enabled: bool = False  # pet run: adapt into RUN/adapted before stage A; every stage then starts from that model
+    # Defaults fixed a priori, not tuned on any benchmark. TAPT ran 100 epochs with batch 256; out of reach
+    # on a CPU, so 1000 steps x 16 texts = 16k texts, about 1.6 passes over a 10k-text pool.
+    steps: PositiveInt = 1000
+    batch_size: PositiveInt = 16
+    learning_rate: PositiveFloat | Literal["auto"] = "auto"  # auto: by model size, as teachers.learning_rate
+    mlm_probability: float = Field(default=0.15, gt=0.0, lt=1.0)  # BERT's share of masked tokens
+    prompts: bool = False  # train on the texts rendered through the patterns, mask slot left open
+    seed: int = 0
+    max_length: int | None = Field(default=None, ge=8)  # default: teachers.max_length, the length teachers train with
+
+
 class RuntimeConfig(Strict):
     device: str = "auto"  # auto: CUDA when present, else CPU; or "cpu", "cuda", "cuda:1"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
@@ -131,6 +146,7 @@ class RunConfig(Strict):
     ipet: IpetConfig = Field(default_factory=IpetConfig)
     labelling: LabellingConfig = Field(default_factory=LabellingConfig)
     distillation: DistillationConfig = Field(default_factory=DistillationConfig)
+    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     def to_json(self) -> dict[str, Any]:

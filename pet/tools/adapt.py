@@ -22,87 +22,113 @@ The optimisation is the loop every stage shares (pet/core/training.py): AdamW, l
 clipping, NaN guard. Same seed and settings give the same weights on the CPU.
 
 The folder also holds ``adapt.json`` (base model, settings, losses, the unlabeled file's hash,
-versions). It is deliberately not called manifest.json: that name marks a finished pet stage, and an
+versions, and the fingerprint of what the adaptation read: the same adaptation again is kept, another
+is refused unless overwrite, and stages trained from the folder record the fingerprint, so that
+adapting again makes them out of date). It is deliberately not called manifest.json: that name marks a finished pet stage, and an
 adapted model is a model, not a stage output.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from pet.core.progress import info
 from pet.errors import PetError
-from pet.io.config import RunConfig
+from pet.io.artifacts import ADAPT_RECORD as RECORD
+from pet.io.config import AdaptConfig, RunConfig
 from pet.io.lock import writing
+from pet.io.yamlfile import validate
 
-RECORD = "adapt.json"
-
-# Defaults fixed a priori (not tuned on any benchmark). TAPT ran 100 epochs over small task sets with
-# batch 256; on a CPU that is out of reach, so: 1000 steps x 16 texts = 16k texts, i.e. about 1.6
-# passes over a 10k-text pool, enough for the loss to settle without memorising it.
-STEPS = 1000
-BATCH_SIZE = 16
-LEARNING_RATE: float | str = "auto"  # by model size, as teachers.learning_rate (5e-5 below 60M parameters)
-MLM_PROBABILITY = 0.15  # BERT's share of masked tokens
+# Not settings (the settings and their a-priori defaults are the config's `adapt` section, AdaptConfig):
 WEIGHT_DECAY = 0.01
 WARMUP_STEPS = 0  # the MLM head is already trained: there is no new layer to protect with a warm-up
 MAX_GRAD_NORM = 1.0
 LOSS_WINDOW = 50  # the first/last loss recorded is the mean over this many steps (a tenth of short runs)
 
-
-@dataclass(frozen=True)
-class AdaptSettings:
-    steps: int = STEPS
-    batch_size: int = BATCH_SIZE
-    learning_rate: float | str = LEARNING_RATE
-    mlm_probability: float = MLM_PROBABILITY
-    prompts: bool = False  # render the texts through the config's patterns (mask slot left open)
-    seed: int = 0
-    max_length: int | None = None  # default: teachers.max_length, the length teachers train with
-
-    def check(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise PetError(f"adapt: steps and batch size must be at least 1 (got steps {self.steps}, batch size {self.batch_size})")
-        if not 0 < self.mlm_probability < 1:
-            raise PetError(f"adapt: mlm_probability must be between 0 and 1, got {self.mlm_probability}")
-        if self.learning_rate != "auto" and not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise PetError(f"adapt: learning rate must be a positive number or 'auto', got {self.learning_rate!r}")
-        if self.max_length is not None and self.max_length < 8:
-            raise PetError(f"adapt: max_length must be at least 8, got {self.max_length}")
+# The settings of one adaptation: the config's `adapt` section without `enabled`, which only `pet run` reads.
+AdaptSettings = AdaptConfig
+SETTINGS = tuple(name for name in AdaptConfig.model_fields if name != "enabled")
 
 
 def adapt(config: RunConfig | str | Path, output: str | Path, *, overwrite: bool = False,
           overrides: dict[str, Any] | None = None, **settings: Any) -> Path:
     """Continue masked-LM training of ``config.model`` on ``config.data.unlabeled``; write the masked LM
-    (model, tokenizer, adapt.json) to ``output`` and return its path. ``settings`` are the fields of
-    :class:`AdaptSettings` (steps, batch_size, learning_rate, mlm_probability, prompts, seed, max_length)."""
+    (model, tokenizer, adapt.json) to ``output`` and return its path.
+
+    ``settings`` (steps, batch_size, learning_rate, mlm_probability, prompts, seed, max_length) override
+    the config's ``adapt`` section. A folder this function wrote from the same model, settings and data
+    is returned as it is (adaptation is deterministic: it would write the same weights); one written
+    from others is refused unless ``overwrite``.
+    """
     from pet.tools.session import as_config
 
-    try:
-        chosen = AdaptSettings(**settings)
-    except TypeError as err:
-        raise PetError(f"adapt: {err}; settings are {', '.join(AdaptSettings.__dataclass_fields__)}") from None
-    chosen.check()
     run_config = as_config(config, overrides=overrides)
+    chosen = chosen_settings(run_config, settings)
     output = Path(output)
     with writing(output, "pet adapt", beside=True):  # atomic_dir replaces the folder whole: the lock sits beside it
         check_output(output, run_config.model, overwrite)
         corpus = Corpus.open(run_config, chosen)  # every input checked before the model loads
-        return train_and_save(run_config, corpus, chosen, output)
+        reads = adapt_reads(run_config, corpus, chosen)
+        if finished_with(output, reads, overwrite):
+            info(f"{output}: already adapted from these settings and data")
+            return output
+        return train_and_save(run_config, corpus, chosen, reads, output)
+
+
+def chosen_settings(config: RunConfig, settings: dict[str, Any]) -> AdaptConfig:
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise PetError(f"adapt: unknown setting '{unknown[0]}'; settings are {', '.join(SETTINGS)}")
+    merged = {**config.adapt.model_dump(mode="json"), **settings}
+    return validate(AdaptConfig, merged, "adapt settings")
+
+
+def adapt_reads(config: RunConfig, corpus: "Corpus", settings: AdaptConfig) -> dict[str, Any]:
+    """Everything an adaptation reads, so that a second one can tell whether it would write the same model."""
+    from pet.io.artifacts import file_hash, model_reads
+
+    reads: dict[str, Any] = {
+        **model_reads(config.model),  # adapting an adapted model: the first adaptation is part of what this one reads
+        "runtime.trust_remote_code": config.runtime.trust_remote_code,
+        "data.fields": config.data.fields,
+        "inputs.data.unlabeled": file_hash(config.data.unlabeled),
+        **{f"adapt.{name}": getattr(settings, name) for name in SETTINGS},
+        "adapt.max_length": corpus.max_length,  # resolved: teachers.max_length when unset
+    }
+    if settings.prompts:  # by definition, as stage A reads them: an unused pattern's edit changes nothing
+        reads["patterns"] = [e.pattern.to_json() for e in corpus.encoders]
+    return reads
+
+
+def finished_with(output: Path, reads: dict[str, Any], overwrite: bool) -> bool:
+    """True when ``output`` holds an adaptation of exactly ``reads``; refuse one of other reads unless ``overwrite``."""
+    from pet.io.artifacts import describe_changes, fingerprint_of, read_json
+
+    record_path = output / RECORD
+    if not record_path.is_file():
+        return False
+    record = read_json(record_path, "adapt record")
+    old = record.get("reads") if isinstance(record, dict) else None
+    if isinstance(record, dict) and record.get("fingerprint") == fingerprint_of(reads):
+        return True
+    if not overwrite:
+        raise PetError(f"{output}: holds a model adapted from other settings or data ({describe_changes(old, reads)}); "
+                       "rerun with --overwrite to adapt again, or choose another folder")
+    return False
 
 
 def check_output(output: Path, model: str, overwrite: bool) -> None:
-    """Refuse a file, a non-empty folder (unless overwrite) and the base model's own folder."""
+    """Refuse a file, the base model's own folder, and a non-empty folder that no adaptation wrote (unless overwrite)."""
     if output.exists() and not output.is_dir():
         raise PetError(f"{output}: output path is a file, not a folder; choose another -o")
     base = Path(model).expanduser()
     if base.exists() and output.exists() and output.resolve() == base.resolve():
         raise PetError(f"{output}: is the base model's own folder; write the adapted model to another -o")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
+    if output.is_dir() and any(output.iterdir()) and not (output / RECORD).is_file() and not overwrite:
         raise PetError(f"{output}: exists and is not empty; choose another -o, or pass --overwrite to replace it")
 
 
@@ -116,7 +142,7 @@ class Corpus:
         self.encoders = [PatternEncoder(p, tokenizer, max_length) for p in patterns]
 
     @classmethod
-    def open(cls, config: RunConfig, settings: AdaptSettings) -> "Corpus":
+    def open(cls, config: RunConfig, settings: AdaptConfig) -> "Corpus":
         from pet.core.modeling import check_masked_lm, load_tokenizer
         from pet.io.data import open_table
         from pet.io.patterns import load_patterns
@@ -179,7 +205,7 @@ def mlm_step_loss(scorer, masker, corpus: Corpus, sampler, generator: torch.Gene
     return step_loss
 
 
-def train_and_save(config: RunConfig, corpus: Corpus, settings: AdaptSettings, output: Path) -> Path:
+def train_and_save(config: RunConfig, corpus: Corpus, settings: AdaptConfig, reads: dict[str, Any], output: Path) -> Path:
     from pet.core.mlm import MlmMasker
     from pet.core.modeling import load_masked_lm, pick_device, resolved_learning_rate, save_model
     from pet.core.training import EpochSampler, OptimSettings, train
@@ -197,7 +223,7 @@ def train_and_save(config: RunConfig, corpus: Corpus, settings: AdaptSettings, o
                               EpochSampler(len(corpus), settings.batch_size, generator), generator, device)
     optim = OptimSettings(settings.steps, rate, WEIGHT_DECAY, WARMUP_STEPS, MAX_GRAD_NORM)
     losses = train(model, step_loss, optim, device, config.runtime.precision, "adapt")
-    record = adapt_record(config, corpus, settings, rate, losses, time.monotonic() - started)
+    record = adapt_record(config, corpus, settings, reads, rate, losses, time.monotonic() - started)
     with atomic_dir(output) as tmp:
         save_model(model, tmp)
         corpus.tokenizer.save_pretrained(tmp)
@@ -214,16 +240,19 @@ def placeholder_scorer(model, tokenizer):
     return MaskedLMScorer.for_tokenizer(model, placeholder, tokenizer)
 
 
-def adapt_record(config: RunConfig, corpus: Corpus, settings: AdaptSettings, rate: float,
+def adapt_record(config: RunConfig, corpus: Corpus, settings: AdaptConfig, reads: dict[str, Any], rate: float,
                  losses: list[float], seconds: float) -> dict[str, Any]:
-    from pet.io.artifacts import library_versions, sha256_file
+    from pet.io.artifacts import fingerprint_of, library_versions, sha256_file
 
     window = max(1, min(LOSS_WINDOW, len(losses) // 10))
     files = [Path(config.data.unlabeled)] + ([Path(config.patterns.file)] if settings.prompts else [])
     return {
         "tool": "pet adapt",
         "base_model": config.model,
-        "settings": {**asdict(settings), "max_length": corpus.max_length, "learning_rate": rate,
+        # what stage A records of an adapted model (pet/stages/teachers/manifest.py), and what a rerun compares
+        "fingerprint": fingerprint_of(reads),
+        "reads": reads,
+        "settings": {**settings.model_dump(mode="json", exclude={"enabled"}), "max_length": corpus.max_length, "learning_rate": rate,
                      "weight_decay": WEIGHT_DECAY, "warmup_steps": WARMUP_STEPS, "max_grad_norm": MAX_GRAD_NORM},
         "text": "prompts" if settings.prompts else "plain",
         "patterns": [e.pattern.id for e in corpus.encoders],

@@ -25,7 +25,7 @@ from pet.core.modeling import resolved_learning_rate
 from pet.core.progress import info
 from pet.core.training import EpochSampler, OptimSettings, train
 from pet.errors import PetError
-from pet.io.artifacts import MANIFEST, base_manifest, check_inputs, file_hash, read_manifest, reuse_or_refuse, write_json_atomic
+from pet.io.artifacts import MANIFEST, base_manifest, check_inputs, file_hash, model_reads, read_manifest, reuse_or_refuse, write_json_atomic
 from pet.io.config import RunConfig, stage_config, task_reads
 from pet.io.data import open_table
 from pet.io.lock import writing
@@ -131,7 +131,7 @@ def check_gold_set(config: RunConfig, manifest: dict[str, Any], labels_dir: Path
 def stage_reads(config: RunConfig, labels: dict[str, Any]) -> dict[str, Any]:
     """Everything stage C reads: the soft labels (by fingerprint), its settings, the gold and test sets."""
     settings = config.distillation
-    reads: dict[str, Any] = {"labels": labels["fingerprint"], "model": settings.model or config.model,
+    reads: dict[str, Any] = {"labels": labels["fingerprint"], **model_reads(settings.model or config.model),
                              "runtime.trust_remote_code": config.runtime.trust_remote_code,
                              "inputs.data.test": file_hash(config.data.test)}
     distillation = settings.model_dump(mode="json")

@@ -6,7 +6,7 @@ from typing import Any
 
 from pet.core.classifier import CLASSIFIER, teacher_kind
 from pet.core.ensemble import member_weights
-from pet.io.artifacts import base_manifest, file_hash
+from pet.io.artifacts import base_manifest, file_hash, model_reads
 from pet.io.config import RunConfig, task_reads
 from pet.stages.teachers.context import TeacherContext
 from pet.stages.teachers.task import Task
@@ -22,7 +22,7 @@ def stage_reads(config: RunConfig, task: Task) -> dict[str, Any]:
     use changes nothing.
     """
     reads: dict[str, Any] = {
-        "model": config.model,
+        **model_reads(config.model),
         "runtime.trust_remote_code": config.runtime.trust_remote_code,
         "data.fields": config.data.fields, "data.id_column": config.data.id_column, "data.label_column": config.data.label_column,
         "inputs.data.train": file_hash(config.data.train),

@@ -15,6 +15,7 @@ from typing import Any
 
 from pet.core.distributed import current_ranks, rank_device
 from pet.core.progress import info
+from pet.errors import PetError
 from pet.io.artifacts import MANIFEST, reuse_or_refuse, write_json_atomic
 from pet.io.config import RunConfig
 from pet.io.lock import writing
@@ -36,6 +37,9 @@ def train_teachers(config: RunConfig, output: Path, *, task: Task | None = None,
     """
     from pet.core.modeling import pick_device
 
+    if config.adapt.enabled:
+        raise PetError("adapt.enabled is true, and only pet run adapts before stage A; run pet run, or adapt first "
+                       "(pet adapt CONFIG -o ADAPTED) and train the teachers with --model ADAPTED --adapt.enabled false")
     ranks = current_ranks()
     task = task or prepare_task(config)
     reads = stage_reads(config, task)
