@@ -252,3 +252,22 @@ def test_the_api_run_adapts_with_an_adapt_mapping(tmp_path, tiny_bert):
     run = pet.run(config, tmp_path / "run", adapt={"enabled": True, "steps": 2, "batch_size": 4, "seed": 9})
     assert run.adapted == tmp_path / "run" / "adapted"
     assert json.loads((run.adapted / "adapt.json").read_text())["settings"]["seed"] == 9
+
+
+def test_the_report_shows_the_adaptation_and_its_time(adapted_run):
+    from test_report import cells, row_of_text
+
+    _, run, _ = adapted_run
+    result = invoke("report", run)
+    assert result.exit_code == 0, result.output
+    html = (run / "report" / "index.html").read_text(encoding="utf-8")
+    record = json.loads((run / "adapted" / "adapt.json").read_text())
+    loss = record["loss"]
+    assert f"{loss['first']:.3f} -&gt; {loss['last']:.3f} (mean of the first / last {loss['window']} steps)" in html
+    assert "2 MLM steps on 24 plain unlabeled texts" in html
+    timings = {name: cells(row_of_text(html, "timings", name))[1] for name in ("adaptation (pet adapt)", "total")}
+    assert timings["adaptation (pet adapt)"] == f"{record['seconds']:.2f}"
+    teachers = json.loads((run / "teachers" / "manifest.json").read_text())["teachers"]
+    student = json.loads((run / "student" / "manifest.json").read_text())["metrics"]["seconds"]
+    total = record["seconds"] + sum(t["metrics"]["seconds"] for t in teachers) + student
+    assert timings["total"] == f"{total:.2f}"

@@ -76,6 +76,10 @@ def row_of_text(html: str, table: str, first_cell: str) -> str:
     return next(r for r in re.findall(r"<tr>(.*?)</tr>", body, re.S) if cells(r) and cells(r)[0] == first_cell)
 
 
+def test_a_model_pet_adapt_did_not_write_has_no_adaptation_rows(reported):
+    assert "adapted (pet adapt)" not in reported["html"] and "adaptation (pet adapt)" not in reported["html"]
+
+
 def test_test_set_rows_match_the_manifests(reported):
     """The test table is scored afresh; on the CPU it equals what stages B and C recorded."""
     labels = read(reported["run"] / "labels" / "manifest.json")["test"]

@@ -67,7 +67,7 @@ def run_section(data: RunData) -> str:
     verbalizers = "; ".join(f"{v['id']}: " + ", ".join(f"{label}={'/'.join(words)}" for label, words in v["words"].items())
                             for v in t["verbalizers"])
     pairs = [
-        ("model", c.model), ("labels", ", ".join(data.labels)), ("patterns", patterns), ("verbalizers", verbalizers),
+        ("model", c.model), *adaptation_pairs(data.adaptation), ("labels", ", ".join(data.labels)), ("patterns", patterns), ("verbalizers", verbalizers),
         ("teachers", f"{len(t['teachers'])} (seeds {c.teachers.seeds}; " + ("zero-shot" if t.get("zero_shot") else
                      f"{c.teachers.steps} steps, batch {c.teachers.batch_size}, lr {c.teachers.learning_rate}, mlm_weight {c.teachers.mlm_weight:g}") + ")"),
         ("iPET generations", c.ipet.generations),
@@ -83,13 +83,28 @@ def run_section(data: RunData) -> str:
     return side_by_side("<h3>Config</h3>" + key_values(pairs), "<h3>Timings</h3>" + timings_table(data))
 
 
+def adaptation_pairs(record: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """The config rows of a model `pet adapt` wrote: what it was adapted from, how, and its MLM loss."""
+    if record is None:
+        return []
+    settings, loss = record.get("settings", {}), record.get("loss", {})
+    how = (f"from {record.get('base_model', '?')}: {settings.get('steps', '?')} MLM steps on {record.get('unlabeled_examples', '?')} "
+           f"{record.get('text', 'plain')} unlabeled texts, lr {settings.get('learning_rate', '?')}, seed {settings.get('seed', '?')}")
+    pairs: list[tuple[str, Any]] = [("adapted (pet adapt)", how)]
+    if "first" in loss and "last" in loss:
+        pairs.append(("adaptation MLM loss", f"{loss['first']:.3f} -> {loss['last']:.3f} (mean of the first / last {loss.get('window', '?')} steps)"))
+    return pairs
+
+
 def timings_table(data: RunData) -> str:
     seconds = [e.get("metrics", {}).get("seconds") for e in data.teachers["teachers"]]
     rows = [[f"teacher {e['name']}", s] for e, s in zip(data.teachers["teachers"], seconds)]
     student = (data.student or {}).get("metrics", {}).get("seconds")
+    adaptation = (data.adaptation or {}).get("seconds")
     teacher_total = sum(s or 0.0 for s in seconds)
+    rows = ([["adaptation (pet adapt)", adaptation]] if data.adaptation else []) + rows
     rows += [["all teachers (stage A training)", teacher_total], ["student (stage C training)", student],
-             ["total", teacher_total + (student or 0.0)]]
+             ["total", (adaptation or 0.0) + teacher_total + (student or 0.0)]]
     # Seconds to 0.01 s (as the manifests record them), not the page's 4 decimals for metrics.
     rows = [[what, None if s is None else Formatted(f"{s:.2f}")] for what, s in rows]
     return table(["what", "seconds"], rows, "timings") + \
