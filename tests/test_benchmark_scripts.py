@@ -127,3 +127,18 @@ def test_a_profile_can_name_its_own_verbalizers_file(tmp_path):
     assert weak.labels() == ["negative", "positive"]
     usual = fewshot.Job(args, fewshot.PROFILES["cpu_auto"], "sst2")
     assert usual.definitions("verbalizers") == REPO / "verbalizers" / "sentiment.yaml"
+
+
+def test_the_benchmarks_ipet_rule_is_pets_auto(tmp_path):
+    """fewshot.py keeps its own copy of the rule (it also runs older versions of pet); it must stay pet's."""
+    import argparse
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import fewshot
+
+    from pet.io.config import IpetConfig
+
+    args = argparse.Namespace(data=str(SHARED_DATA), out=str(tmp_path), device="cpu", model=str(SHARED_MODEL), work=str(tmp_path))
+    job = fewshot.Job(args, fewshot.PROFILES["full"], "sst2")
+    auto = IpetConfig(generations="auto", growth=fewshot.PROFILES["full"]["ipet"]["growth"])
+    assert [job.ipet_generations(n) for n in (1, 10, 32, 40, 100, 200, 999)] == [auto.count(n) for n in (1, 10, 32, 40, 100, 200, 999)]

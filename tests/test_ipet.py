@@ -27,6 +27,35 @@ def test_split_counts_and_sizes():
     assert [generation_size(0, j, 5.0, 10) for j in (1, 2, 3)] == [10, 50, 250]  # zero-shot: 10 * d^(j-1)
 
 
+def test_auto_generations_follow_the_papers_rule():
+    """ipet.generations auto: the smallest k >= 1 with |T| * d^k >= 1000 (zero-shot: 10 * d^(k-1) >= 1000)."""
+    from pet.io.config import IpetConfig
+
+    auto = IpetConfig(generations="auto")  # d = 5
+    assert [auto.count(n) for n in (1, 8, 10, 32, 40, 41, 200, 999, 5000)] == [5, 3, 3, 3, 2, 2, 1, 1, 1]
+    assert auto.count(0) == auto.count(32, zero_shot=True) == 4  # 10 * 5^3 = 1250
+    assert IpetConfig(generations="auto", growth=2.0).count(8) == 7  # 8 * 2^7 = 1024
+    assert IpetConfig(generations=2).count(1000) == 2 and IpetConfig().count(10) == 0
+    assert auto.enabled and IpetConfig(generations=1).enabled and not IpetConfig().enabled
+
+
+def test_auto_generations_run_and_are_recorded(tmp_path, tiny_bert, monkeypatch):
+    import pet.io.config
+    from pet.io.config import load_config
+    from pet.stages.teachers.stage import train_teachers
+
+    monkeypatch.setattr(pet.io.config, "TARGET_IPET_EXAMPLES", 32)  # 8 labelled x 2^2: two generations, cheaply
+    config = load_config(skewed_project(tmp_path, tiny_bert), {**IPET, "ipet.generations": "auto"})
+    manifest = train_teachers(config, tmp_path / "teachers")
+    assert manifest["ipet"]["final_generation"] == 2 and manifest["ipet"]["settings"]["generations"] == "auto"
+    assert [g["training_examples"] for g in manifest["ipet"]["generations"]] == [8, 16, 32]
+    assert all(e["path"].startswith("g2/") for e in manifest["teachers"])
+    result = CliRunner().invoke(app, ["train-teachers", str(tmp_path / "config.yaml"), "-o", str(tmp_path / "t"),
+                                      "--ipet.generations", "many"])
+    assert result.exit_code == 1 and "'ipet.generations'" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 def skewed_project(folder, model):
     """6 positive and 2 negative labelled examples, so that preserving the distribution is visible."""
     config = write_project(folder, model)

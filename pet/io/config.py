@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,15 +78,33 @@ class TeachersConfig(Strict):
     cv_folds: int = Field(default=4, ge=2)  # folds of labelling.ensemble: cv (stratified k-fold on the labelled set)
 
 
+TARGET_IPET_EXAMPLES = 1000  # ipet.generations auto: the final generation's training-set size to reach
+
+
 class IpetConfig(Strict):
     # iPET (PET paper, section 3.3): generations of teachers, each trained on the labelled set plus
     # examples labelled by a random share of the other teachers of the previous generation.
-    generations: NonNegativeInt = 0  # generations after the first; 0 = plain PET (paper: ceil(log_d(1000 / |T|)))
+    # generations after the first; 0 = plain PET; auto = the paper's rule: enough generations for the final
+    # training sets to reach about 1,000 examples (ceil(log_d(1000 / |T|)), at least 1; see count below)
+    generations: NonNegativeInt | Literal["auto"] = 0
     teacher_fraction: float = Field(default=0.25, gt=0.0, le=1.0)  # lambda: share of the other teachers that label
     growth: float = Field(default=5.0, gt=1.0)  # d: the training set of generation j has |T| * d^j examples
     zero_shot_examples: PositiveInt = 10  # zero-shot iPET: size of generation 1's training set (then x d)
     zero_shot_candidates: PositiveInt = 100  # zero-shot iPET: the most confident examples per label to draw from
     steps: PositiveInt | None = None  # training steps of generations >= 1; default: teachers.steps
+
+    @property
+    def enabled(self) -> bool:
+        return self.generations == "auto" or self.generations > 0
+
+    def count(self, labelled: int, zero_shot: bool = False) -> int:
+        """Generations after the first for ``labelled`` examples (|T|): the number set, or with auto the
+        smallest k >= 1 whose final training sets, |T| * d^k (zero-shot: zero_shot_examples * d^(k-1)),
+        reach 1,000 examples (the paper's "about 1,000")."""
+        if self.generations != "auto":
+            return self.generations
+        start, offset = (self.zero_shot_examples, 1) if zero_shot or labelled == 0 else (labelled, 0)
+        return max(1, offset + math.ceil(math.log(TARGET_IPET_EXAMPLES / start, self.growth) - 1e-9))
 
 
 class LabellingConfig(Strict):

@@ -70,7 +70,7 @@ def run_section(data: RunData) -> str:
         ("model", c.model), *adaptation_pairs(data.adaptation), ("labels", ", ".join(data.labels)), ("patterns", patterns), ("verbalizers", verbalizers),
         ("teachers", f"{len(t['teachers'])} (seeds {c.teachers.seeds}; " + ("zero-shot" if t.get("zero_shot") else
                      f"{c.teachers.steps} steps, batch {c.teachers.batch_size}, lr {c.teachers.learning_rate}, mlm_weight {c.teachers.mlm_weight:g}") + ")"),
-        ("iPET generations", c.ipet.generations),
+        ("iPET generations", t.get("ipet", {}).get("final_generation", c.ipet.generations)),  # auto: as resolved
         ("ensemble", (data.soft or {}).get("ensemble", c.labelling.ensemble)),
         ("labelling temperature T", c.labelling.temperature),
         ("student", f"{c.distillation.model or c.model}: {c.distillation.steps} steps, batch {c.distillation.batch_size}, "

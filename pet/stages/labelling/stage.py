@@ -142,7 +142,7 @@ def check_unlabeled_unchanged(config: RunConfig, teachers: dict[str, Any], teach
     """Teachers that read the unlabeled set (auxiliary MLM loss, iPET) must label the same content
     under the same name: an edited file there means the teachers were trained on other data."""
     recorded = teachers["inputs"].get(str(config.data.unlabeled))
-    read_by_teachers = config.teachers.mlm_weight > 0 or config.ipet.generations > 0
+    read_by_teachers = config.teachers.mlm_weight > 0 or config.ipet.enabled
     if recorded is not None and read_by_teachers:
         check_inputs({str(config.data.unlabeled): recorded}, teachers_dir / MANIFEST)
 

@@ -54,7 +54,7 @@ def check_settings(config: RunConfig) -> None:
     if config.teachers.zero_shot:
         raise PetError("labelling.ensemble: cv weights teachers by cross-validation on the labelled set, and "
                        "teachers.zero_shot: true trains on none; use labelling.ensemble wmean or mean")
-    if config.ipet.generations > 0:
+    if config.ipet.enabled:
         raise PetError("labelling.ensemble: cv is not supported with iPET yet (ipet.generations > 0); "
                        "use labelling.ensemble wmean or mean")
     if config.task.multi_label:

@@ -204,17 +204,18 @@ def train_ipet(task: Task, ctx: TeacherContext, output: Path) -> dict[str, Any]:
     if zero_shot and len(task.train):
         log.warning("zero-shot iPET does not train on the %d labelled examples (they only weight generation 0's "
                     "ensemble); set teachers.zero_shot: false to use them", len(task.train))
-    info(f"iPET generation 0 of {settings.generations}")
+    final = settings.count(len(task.train), zero_shot)  # before zero-shot iPET sets the labelled examples aside
+    info(f"iPET generation 0 of {final}")
     first = [dataclasses.replace(job, path=f"g0/{job.path}", score_unlabeled=True) for job in task.jobs(ctx)]
     previous = run_generation(first, ctx, output)
     if zero_shot:  # zero-shot iPET builds its training sets from nothing but the unlabeled set
         task = _without_labels(task)
         ctx = dataclasses.replace(ctx, labelled=task.train)
     generations: list[dict[str, Any]] = [{"generation": 0, "training_examples": len(task.train), "teachers": previous}]
-    for generation in range(1, settings.generations + 1):
-        jobs = generation_jobs(task, ctx, output, generation, previous)
+    for generation in range(1, final + 1):
+        jobs = generation_jobs(task, ctx, output, generation, previous, last=generation == final)
         size = generation_size(len(task.train), generation, settings.growth, settings.zero_shot_examples)
-        info(f"iPET generation {generation} of {settings.generations}: {size} training examples per teacher")
+        info(f"iPET generation {generation} of {final}: {size} training examples per teacher")
         entries = run_generation(jobs, ctx, output)
         for entry in entries:
             entry["training_set"] = f"g{generation}/{TRAIN_SETS}/{entry['name']}.jsonl"
@@ -222,18 +223,18 @@ def train_ipet(task: Task, ctx: TeacherContext, output: Path) -> dict[str, Any]:
         previous = entries
     manifest = teachers_manifest(task, ctx, previous)
     manifest["zero_shot"] = zero_shot
-    manifest["ipet"] = {"settings": settings.model_dump(mode="json"), "final_generation": settings.generations,
+    manifest["ipet"] = {"settings": settings.model_dump(mode="json"), "final_generation": final,
                         "generations": generations}
     return manifest
 
 
 def generation_jobs(task: Task, ctx: TeacherContext, output: Path, generation: int,
-                    previous: list[dict[str, Any]]) -> list[TeacherJob]:
-    """The jobs of generation >= 1, with training sets built (and written) for the teachers not yet trained."""
+                    previous: list[dict[str, Any]], *, last: bool) -> list[TeacherJob]:
+    """The jobs of generation >= 1, with training sets built (and written) for the teachers not yet trained;
+    the ``last`` generation's teachers do not score the unlabeled set (no generation learns from them)."""
     settings = task.config.ipet
     prefix = f"g{generation}/"
     steps = settings.steps or task.config.teachers.steps
-    last = generation == settings.generations
     specs = task.specs(generation, zero_shot=False)
     pending = [s for s in specs if not (output / f"{prefix}{s.name}" / TEACHER_FILE).exists()]
     logits = load_unlabeled_logits(output, previous) if pending else None

@@ -41,7 +41,7 @@ def stage_reads(config: RunConfig, task: Task) -> dict[str, Any]:
         reads["teachers.learning_rate_search"] = {"pattern": task.patterns[0].to_json(), "verbalizer": task.verbalizers[0].to_json(),
                                                   "cv_folds": config.teachers.cv_folds}
     reads.update(task_reads(config))
-    ipet = config.ipet.generations > 0
+    ipet = config.ipet.enabled
     if config.teachers.mlm_weight > 0 or ipet:
         reads["inputs.data.unlabeled"] = file_hash(config.data.unlabeled)
     if ipet:

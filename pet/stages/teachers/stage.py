@@ -1,7 +1,7 @@
 """Stage A: fine-tune one masked-LM teacher per pattern x verbalizer x seed; writes RUN/teachers.
 
 Zero-shot (``teachers.zero_shot: true``): no training, one teacher per pattern x verbalizer is the
-pretrained MLM itself. iPET (``ipet.generations > 0``): generations of teachers, pet/stages/teachers/ipet.py.
+pretrained MLM itself. iPET (``ipet.generations`` > 0 or auto): generations of teachers, pet/stages/teachers/ipet.py.
 ``teachers.supervised``: one more teacher per seed, a plain classifier (supervised.py), after the pattern
 teachers. ``labelling.ensemble: cv``: every configuration cross-validated on the labelled set (crossval.py).
 ``teachers.learning_rate: cv``: the teachers' rate chosen by cross-validation first (lr_search.py).
@@ -53,7 +53,7 @@ def train_teachers(config: RunConfig, output: Path, *, task: Task | None = None,
         search = None
         if config.teachers.learning_rate == "cv":  # before any teacher: they all train at the rate it picks
             ctx, search = search_learning_rate(task, ctx, output)
-        if config.ipet.generations > 0:
+        if config.ipet.enabled:
             manifest = train_ipet(task, ctx, output)
         else:
             jobs = task.jobs(ctx) + supervised_jobs(config, task.labels, ctx)  # the supervised members last

@@ -48,7 +48,7 @@ def check_settings(config: RunConfig) -> None:
     if config.teachers.zero_shot:
         raise PetError("teachers.supervised: true fine-tunes a classifier on the labelled set, and teachers.zero_shot: true "
                        "trains on none; set one of them to false")
-    if config.ipet.generations > 0:
+    if config.ipet.enabled:
         raise PetError("teachers.supervised: true is not supported with iPET yet (ipet.generations > 0); "
                        "set teachers.supervised: false or ipet.generations: 0")
 
