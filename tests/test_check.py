@@ -126,6 +126,13 @@ def test_imbalance_and_data_option(clean, tmp_path):
     text = out.splitlines()
     assert code == 0, out
     assert f"ℹ 8 labelled examples in {data}" in text
+    assert ("ℹ with 8 labelled examples, consider iPET (ipet.generations: auto): at 10 it lifted the student by 3.5-7 "
+            "points in BENCHMARKS.md, for about 3x the teachers' time") in text
+    code, out, _ = run("check", clean, "--data", data, "--ipet.generations", "auto")
+    assert code == 0 and "consider iPET" not in out, out  # already on
+    many = write_jsonl(tmp_path / "many.jsonl", rows + [{**r, "id": f"e-{i}"} for i, r in enumerate(rows)])
+    code, out, _ = run("check", clean, "--data", many)
+    assert code == 0 and "ℹ 16 labelled examples" in out and "consider iPET" not in out, out
     assert ("⚠ label counts: negative 2, positive 6; imbalanced 3.0 : 1 (add examples of 'negative', "
             "or expect a bias towards the larger labels)") in text
 
