@@ -1,8 +1,9 @@
 """The pipeline: [adapt -> RUN/adapted ->] stage A -> RUN/teachers -> stage B -> RUN/labels -> stage C -> RUN/student.
 
 With ``adapt.enabled``, the model is first adapted on the unlabeled text (`pet adapt`, pet/tools/adapt.py)
-into RUN/adapted, and every stage starts from that model. Each stage reads only the artifact folder of the stage before it (its manifest records the config
-and input hashes), so each can also be run alone (`pet train-teachers`, `pet label`, `pet distill`).
+into RUN/adapted, and every stage starts from that model. Each stage reads only the artifact folder of
+the stage before it (its manifest records the config and input hashes), so each can also be run alone
+(`pet train-teachers`, `pet label`, `pet distill`).
 """
 
 from __future__ import annotations
