@@ -296,7 +296,7 @@ def report_cmd(
 @app.command("adapt", context_settings=OVERRIDES, help=f"Task-adaptive pretraining: continue masked-LM training of the config's model on its unlabeled text (plain, or rendered through the patterns with --prompts) and write a masked LM to use as model: in a run config. {OVERRIDE_HELP}")
 def adapt_cmd(
     ctx: typer.Context,
-    config: Path = typer.Argument(..., help="Run config (YAML): model, data.unlabeled, patterns (for --prompts), teachers.max_length."),
+    config: Path = typer.Argument(..., help="Run config (YAML): model, data.unlabeled, patterns (for --prompts), the adapt section (settings), teachers.max_length (the default text length)."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for the adapted masked LM (model, tokenizer, adapt.json)."),
     # unset options take the config's adapt section (its defaults: pet.io.config.AdaptConfig)
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimiser steps (default: adapt.steps, 1000)."),
