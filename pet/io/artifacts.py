@@ -228,15 +228,23 @@ def reuse_or_refuse(output: Path, stage: str, reads: dict[str, Any], overwrite: 
     return stamp, None
 
 
+def adapt_record(model: str | Path) -> dict[str, Any] | None:
+    """The adapt.json of a model folder `pet adapt` wrote; None for any other model (or a Hub id)."""
+    path = Path(model).expanduser() / ADAPT_RECORD
+    if not path.is_file():
+        return None
+    record = read_json(path, "adapt record")
+    return record if isinstance(record, dict) else {}
+
+
 def model_reads(model: str) -> dict[str, Any]:
     """What a stage records of the model it starts from: its name, and for a folder `pet adapt` wrote, that
     adaptation's fingerprint, so that adapting again into the same folder (other steps, another seed) makes
     the stages trained on the old weights out of date instead of silently reusable."""
     reads: dict[str, Any] = {"model": model}
-    record_path = Path(model).expanduser() / ADAPT_RECORD
-    if record_path.is_file():
-        record = read_json(record_path, "adapt record")
-        reads["model.adapted"] = record.get("fingerprint") if isinstance(record, dict) else None
+    record = adapt_record(model)
+    if record is not None:
+        reads["model.adapted"] = record.get("fingerprint")
     return reads
 
 

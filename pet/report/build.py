@@ -85,7 +85,7 @@ def run_section(data: RunData) -> str:
 
 def adaptation_pairs(record: dict[str, Any] | None) -> list[tuple[str, Any]]:
     """The config rows of a model `pet adapt` wrote: what it was adapted from, how, and its MLM loss."""
-    if record is None:
+    if not record:  # not adapted (None), or an adapt.json that is not a record ({})
         return []
     settings, loss = record.get("settings", {}), record.get("loss", {})
     how = (f"from {record.get('base_model', '?')}: {settings.get('steps', '?')} MLM steps on {record.get('unlabeled_examples', '?')} "

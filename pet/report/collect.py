@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from pet.errors import PetError
-from pet.io.artifacts import ADAPT_RECORD, MANIFEST, read_json, read_manifest
+from pet.io.artifacts import MANIFEST, adapt_record, read_json, read_manifest
 from pet.io.config import RunConfig, config_from_json
 
 
@@ -57,13 +57,6 @@ def finished(folder: Path, stage: str) -> dict[str, Any] | None:
     return read_manifest(folder, stage) if (folder / MANIFEST).exists() else None
 
 
-def adaptation_record(model: str) -> dict[str, Any] | None:
-    """adapt.json of the teachers' model when `pet adapt` (or pet run with adapt.enabled) wrote it."""
-    path = Path(model).expanduser() / ADAPT_RECORD
-    record = read_json(path, "adapt record") if path.is_file() else None
-    return record if isinstance(record, dict) else None
-
-
 def collect(run: Path) -> RunData:
     """Read a run folder; RUN/teachers must be finished, RUN/labels and RUN/student are optional."""
     teachers = finished(run / "teachers", "teachers")
@@ -74,7 +67,7 @@ def collect(run: Path) -> RunData:
     data = RunData(run, config_from_json(latest["config"]), list(teachers["labels"]), teachers,
                    [read_json(run / "teachers" / e["path"] / "teacher.json", "teacher record") for e in teachers["teachers"]],
                    soft=soft, student=student)
-    data.adaptation = adaptation_record(teachers["config"]["model"])
+    data.adaptation = adapt_record(teachers["config"]["model"])  # when pet adapt (or adapt.enabled) wrote the model
     if soft is None:
         data.notes.append("stage B (labelling) has not run: no soft labels or ensemble test metrics")
     else:

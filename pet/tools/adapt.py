@@ -106,17 +106,15 @@ def adapt_reads(config: RunConfig, corpus: "Corpus", settings: AdaptConfig) -> d
 
 def finished_with(output: Path, reads: dict[str, Any], overwrite: bool) -> bool:
     """True when ``output`` holds an adaptation of exactly ``reads``; refuse one of other reads unless ``overwrite``."""
-    from pet.io.artifacts import describe_changes, fingerprint_of, read_json
+    from pet.io.artifacts import adapt_record, describe_changes, fingerprint_of
 
-    record_path = output / RECORD
-    if not record_path.is_file():
+    record = adapt_record(output)
+    if record is None:
         return False
-    record = read_json(record_path, "adapt record")
-    old = record.get("reads") if isinstance(record, dict) else None
-    if isinstance(record, dict) and record.get("fingerprint") == fingerprint_of(reads):
+    if record.get("fingerprint") == fingerprint_of(reads):
         return True
     if not overwrite:
-        raise PetError(f"{output}: holds a model adapted from other settings or data ({describe_changes(old, reads)}); "
+        raise PetError(f"{output}: holds a model adapted from other settings or data ({describe_changes(record.get('reads'), reads)}); "
                        "rerun with --overwrite to adapt again, or choose another folder")
     return False
 
