@@ -24,8 +24,8 @@ clipping, NaN guard. Same seed and settings give the same weights on the CPU.
 The folder also holds ``adapt.json`` (base model, settings, losses, the unlabeled file's hash,
 versions, and the fingerprint of what the adaptation read: the same adaptation again is kept, another
 is refused unless overwrite, and stages trained from the folder record the fingerprint, so that
-adapting again makes them out of date). It is deliberately not called manifest.json: that name marks a finished pet stage, and an
-adapted model is a model, not a stage output.
+adapting again makes them out of date). It is deliberately not called manifest.json: that name marks
+a finished pet stage, and an adapted model is a model, not a stage output.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ def adapt(config: RunConfig | str | Path, output: str | Path, *, overwrite: bool
 
     ``settings`` (steps, batch_size, learning_rate, mlm_probability, prompts, seed, max_length) override
     the config's ``adapt`` section. A folder this function wrote from the same model, settings and data
-    is returned as it is (adaptation is deterministic: it would write the same weights); one written
-    from others is refused unless ``overwrite``.
+    is returned as it is (a second run would train the same model again: on the CPU, the same weights);
+    one written from others is refused unless ``overwrite``.
     """
     from pet.tools.session import as_config
 
