@@ -310,7 +310,8 @@ def adapt_cmd(
     with handled():
         from pet.errors import PetError
         from pet.io.config import load_config
-        from pet.tools.adapt import RECORD, adapt
+        from pet.io.artifacts import adapt_record
+        from pet.tools.adapt import adapt
 
         rate: float | str | None = learning_rate
         if learning_rate not in (None, "auto"):
@@ -322,7 +323,7 @@ def adapt_cmd(
                  "prompts": prompts, "seed": seed}
         folder = adapt(load_config(config, _overrides(ctx)), output, overwrite=overwrite,
                        **{name: value for name, value in given.items() if value is not None})
-        loss = json.loads((folder / RECORD).read_text(encoding="utf-8"))["loss"]
+        loss = adapt_record(folder)["loss"]
         typer.echo(f"adapted masked LM in {folder}; MLM loss {loss['first']:.3f} -> {loss['last']:.3f}; use it as model: {folder}")
 
 

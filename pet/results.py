@@ -178,9 +178,10 @@ class Run:
         return folder if (folder / ADAPT_RECORD).is_file() else None
 
     def summary(self) -> dict[str, Any]:
+        adapted = self.adapted
         return {
             "run": str(self.path),
-            "adapted": None if self.adapted is None else str(self.adapted),
+            "adapted": None if adapted is None else str(adapted),
             "teachers": len(self.teachers),
             "soft_labels": len(self.soft_labels),
             "ensemble_test": (self.soft_labels.test_metrics or {}).get("ensemble"),
