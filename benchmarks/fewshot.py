@@ -728,8 +728,8 @@ def finished(results: list[dict[str, Any]]) -> set[tuple]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="small")
-    parser.add_argument("--out", help="results folder (JSONL, table, plot); default benchmarks/results, "
-                                      "benchmarks/results/small for --profile small")
+    parser.add_argument("--out", help="results folder (JSONL, table, plot); default benchmarks/results/PROFILE "
+                                      "(the full profile, and --report-only: benchmarks/results)")
     parser.add_argument("--shared", default=str(REPO.parent / "shared"), help="folder holding data/ and models/")
     parser.add_argument("--data", help="default: SHARED/data")
     parser.add_argument("--model", help="default: SHARED/models/minilm-l6-mlm")

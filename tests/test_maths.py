@@ -218,11 +218,11 @@ def test_agreement_fraction_of_teachers():
 # --- ensemble weights from teacher records, and metrics --------------------------------------------
 
 def test_ensemble_weights_from_teacher_accuracies():
-    from pet.core.ensemble import ensemble_weights, entry_weights
+    from pet.core.ensemble import ensemble_weights, member_weights
 
     entries = [{"weight": 0.75}, {"weight": 0.25}, {"weight": 0.5}]
-    assert ensemble_weights(entry_weights(entries), "mean").weights is None
-    chosen = ensemble_weights(entry_weights(entries), "wmean")
+    assert ensemble_weights(member_weights(entries, "wmean"), "mean").weights is None
+    chosen = ensemble_weights(member_weights(entries, "wmean"), "wmean")
     assert chosen.method == "wmean" and close(chosen.weights, [0.75, 0.25, 0.5])
     assert chosen.normalised() == pytest.approx([0.5, 1 / 6, 1 / 3])
     # used as the ensemble, they are normalised: (0.75 a + 0.25 b + 0.5 c) / 1.5

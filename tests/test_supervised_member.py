@@ -298,10 +298,8 @@ def test_old_artifacts_without_kinds_label_as_pattern_teachers(tmp_path, tiny_be
 @pytest.mark.parametrize("args, fragment", [
     (["--teachers.supervised", "true", "--teachers.zero_shot", "true"],
      "teachers.supervised: true fine-tunes a classifier on the labelled set, and teachers.zero_shot: true trains on none"),
-    (["--teachers.supervised", "true", "--ipet.generations", "1"], "teachers.supervised: true is not supported with iPET yet"),
     (["--labelling.ensemble", "cv", "--teachers.zero_shot", "true"],
      "labelling.ensemble: cv weights teachers by cross-validation on the labelled set, and teachers.zero_shot: true trains on none"),
-    (["--labelling.ensemble", "cv", "--ipet.generations", "1"], "labelling.ensemble: cv is not supported with iPET yet"),
     (["--labelling.ensemble", "cv", "--teachers.cv_folds", "4"],
      "label 'negative' has 3 example(s), so a fold would hold none; set teachers.cv_folds to 3 or fewer"),
     (["--teachers.cv_folds", "1"], "'teachers.cv_folds': input should be greater than or equal to 2 (got 1)"),

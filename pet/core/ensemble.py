@@ -83,11 +83,6 @@ def member_weights(entries: Sequence[dict[str, Any]], method: str) -> list[float
     return [mean if teacher_kind(e) == CLASSIFIER else w for e, w in zip(entries, recorded)]
 
 
-def entry_weights(entries: Sequence[dict[str, Any]]) -> list[float | None]:
-    """The wmean weight of each teacher entry of a teachers manifest."""
-    return member_weights(entries, "wmean")
-
-
 def ensemble_of(entries: Sequence[dict[str, Any]], method: str, *, warn: bool = True) -> EnsembleWeights:
     """The ensemble of the teachers of these manifest entries under ``method`` (mean, wmean or cv)."""
     return ensemble_weights([] if method == "mean" else member_weights(entries, method), method, warn=warn)

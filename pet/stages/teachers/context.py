@@ -52,11 +52,11 @@ class TeacherContext:
         trained; an iPET generation >= 1 teacher depends on the whole previous generation. Which
         members the stage adds (the supervised member, cross-validation) changes no teacher; the
         supervised member leaves out the settings only a pattern teacher reads."""
+        if spec.generation > 0:  # trained on what the previous generation (all its members, their weights) labelled
+            return fingerprint_of({**self.reads, "generation": spec.generation, "teacher": spec.name})
         if isinstance(spec, ClassifierSpec):
             own = {k: v for k, v in self.reads.items() if k not in CLASSIFIER_IGNORES}
             return fingerprint_of({**own, "classifier": spec.to_json(), "seed": spec.seed})
-        if spec.generation > 0:
-            return fingerprint_of({**self.reads, "generation": spec.generation, "teacher": spec.name})
         own = {k: v for k, v in self.reads.items() if k not in ("patterns", "verbalizers", "teachers.seeds") + MEMBER_KEYS}
         return fingerprint_of({**own, "pattern": spec.pattern.to_json(), "verbalizer": spec.verbalizer.to_json(), "seed": spec.seed})
 

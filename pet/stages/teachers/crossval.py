@@ -9,7 +9,12 @@ folds of the labelled set, for ``teachers.steps`` steps with the teachers' own s
 (auxiliary MLM loss included), then scored on the held-out fold. Its weight is the share of the
 labelled examples that its held-out predictions got right (every example is held out exactly once),
 and every seed of the configuration shares it. This costs k trainings per configuration on top of
-the teachers themselves.
+the teachers themselves. Under iPET the configurations are cross-validated once, after generation 0,
+with generation 0's recipe (training on the labelled set alone), and every generation's teachers of a
+configuration share its weight: it weights the ensembles that label each next generation's training
+sets and the final generation's ensemble in stage B. A configuration's later generations train on
+pseudo-labels drawn by teachers that saw every labelled example, so cross-validating them honestly
+would mean running the whole chain of generations once per fold: k times the cost of all of iPET.
 
 Folds are stratified and the same for every configuration: each label's examples, shuffled by a
 generator with a fixed seed, are dealt round-robin over the folds, one label after another, so the
@@ -29,7 +34,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
@@ -42,7 +47,10 @@ from pet.io.data import Examples
 from pet.io.patterns import Pattern, Verbalizer
 from pet.stages.teachers.context import TeacherContext
 from pet.stages.teachers.specs import SUPERVISED, ClassifierSpec, FoldSpec, configuration, derive_seed
-from pet.stages.teachers.supervised import LoadedClassifier, fit_classifier, optim_settings
+from pet.stages.teachers.supervised import LoadedClassifier, fit_classifier, member_spec, optim_settings
+
+if TYPE_CHECKING:
+    from pet.stages.teachers.task import Task
 
 CV_DIR = "cv"
 FOLD_SEED = "cv-folds"  # the folds' shuffle derives its seed from this, for every run and configuration
@@ -54,9 +62,6 @@ def check_settings(config: RunConfig) -> None:
     if config.teachers.zero_shot:
         raise PetError("labelling.ensemble: cv weights teachers by cross-validation on the labelled set, and "
                        "teachers.zero_shot: true trains on none; use labelling.ensemble wmean or mean")
-    if config.ipet.enabled:
-        raise PetError("labelling.ensemble: cv is not supported with iPET yet (ipet.generations > 0); "
-                       "use labelling.ensemble wmean or mean")
     if config.task.multi_label:
         raise PetError("labelling.ensemble: cv is not supported for multi-label tasks yet (its folds and scores are "
                        "per class); use labelling.ensemble wmean or mean")
@@ -97,6 +102,13 @@ def fold_specs(patterns: Sequence[Pattern], verbalizers: Sequence[Verbalizer], m
     if member is not None:
         specs += [ClassifierSpec(member.labels, member.fields, None, fold=f) for f in range(folds)]
     return specs
+
+
+def configuration_folds(task: Task) -> list[FoldSpec | ClassifierSpec]:
+    """This run's configurations x folds: its pattern x verbalizers, and the supervised member if it has one."""
+    config = task.config
+    member = member_spec(config, task.labels, None) if config.teachers.supervised else None
+    return fold_specs(task.patterns, task.verbalizers, member, config.teachers.cv_folds)
 
 
 def cross_validate(specs: Sequence[FoldSpec | ClassifierSpec], ctx: TeacherContext, output: Path) -> dict[str, Any]:
@@ -212,9 +224,15 @@ def entry_configuration(entry: dict[str, Any]) -> str:
     return SUPERVISED if teacher_kind(entry) == CLASSIFIER else f"{entry['pattern']}--{entry['verbalizer']}"
 
 
+def record_cv_accuracies(entries: list[dict[str, Any]], result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Write into each teacher entry its configuration's cross-validated accuracy, as ``cv_accuracy``."""
+    for entry in entries:
+        entry["cv_accuracy"] = result["configurations"][entry_configuration(entry)]["accuracy"]
+    return entries
+
+
 def add_cross_validation(manifest: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     """Record ``result`` in the teachers manifest, and each teacher's configuration's accuracy as its ``cv_accuracy``."""
     manifest["cross_validation"] = result
-    for entry in manifest["teachers"]:
-        entry["cv_accuracy"] = result["configurations"][entry_configuration(entry)]["accuracy"]
+    record_cv_accuracies(manifest["teachers"], result)
     return manifest

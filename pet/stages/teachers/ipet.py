@@ -22,6 +22,12 @@ with the data's id, text and label columns plus ``source`` (labelled or ipet) an
 ``data.train``. The final generation's teachers are the stage's ``teachers``: stage B labels with them.
 Seeds (teacher choice, drawing, training) derive from each teacher's identity and generation, so an
 interrupted run resumes to exactly what an uninterrupted run would have produced.
+
+With ``teachers.supervised`` the supervised member (one classifier per seed, supervised.py) is a
+teacher of every generation like the pattern teachers: it is trained on its generation's training
+set, scores the unlabeled set, and may be among the teachers that label the next generation's sets
+(never its own). With ``labelling.ensemble: cv`` every configuration is cross-validated once, after
+generation 0 (crossval.py), and those accuracies weight every generation's labelling ensembles.
 """
 
 from __future__ import annotations
@@ -35,14 +41,22 @@ from typing import Any
 
 import torch
 
-from pet.core.ensemble import ensemble_weights, entry_weights
+from pet.core.classifier import CLASSIFIER, teacher_kind
+from pet.core.ensemble import EnsembleWeights, ensemble_weights, member_weights
 from pet.core.progress import info
 from pet.errors import PetError
 from pet.io.data import Examples
 from pet.stages.teachers.context import TeacherContext, TeacherJob
+from pet.stages.teachers.crossval import (
+    add_cross_validation,
+    configuration_folds,
+    cross_validate,
+    record_cv_accuracies,
+)
 from pet.stages.teachers.generation import run_generation
-from pet.stages.teachers.manifest import teachers_manifest
-from pet.stages.teachers.specs import TeacherSpec, derive_seed
+from pet.stages.teachers.manifest import record_member_weights, teachers_manifest
+from pet.stages.teachers.specs import ClassifierSpec, TeacherSpec, derive_seed
+from pet.stages.teachers.supervised import member_specs, supervised_jobs
 from pet.stages.teachers.task import Task
 from pet.stages.teachers.teacher import TEACHER_FILE, UNLABELED_LOGITS
 
@@ -79,8 +93,11 @@ def added_per_label(task: Task, generation: int) -> list[int]:
     return split_counts(added, [1.0] * len(task.labels))
 
 
-def is_self(entry: dict[str, Any], spec: TeacherSpec) -> bool:
-    """The previous generation's teacher with this teacher's own identity (any zero-shot one of its pattern x verbalizer)."""
+def is_self(entry: dict[str, Any], spec: TeacherSpec | ClassifierSpec) -> bool:
+    """The previous generation's teacher with this teacher's own identity (any zero-shot one of its pattern x
+    verbalizer; for the supervised member, the member of its seed)."""
+    if isinstance(spec, ClassifierSpec):
+        return teacher_kind(entry) == CLASSIFIER and entry["seed"] == spec.seed
     return (entry["pattern"] == spec.pattern.id and entry["verbalizer"] == spec.verbalizer.id
             and (entry["seed"] is None or entry["seed"] == spec.seed))
 
@@ -97,13 +114,13 @@ def draw(candidates: torch.Tensor, confidence: torch.Tensor, count: int, generat
     return torch.cat(picked)
 
 
-def build_training_set(task: Task, spec: TeacherSpec, previous: list[dict[str, Any]], logits: torch.Tensor,
+def build_training_set(task: Task, spec: TeacherSpec | ClassifierSpec, previous: list[dict[str, Any]], logits: torch.Tensor,
                        zero_shot_start: bool) -> tuple[Examples, dict[str, Any], list[dict[str, Any]]]:
     """The training set of one teacher of generation ``spec.generation``; returns (examples, record, file rows)."""
     generator = torch.Generator().manual_seed(derive_seed(f"ipet-set:{spec.name}--g{spec.generation}"))
     chosen = choose_labellers(task, spec, previous, generator)
     chosen_entries = [previous[k] for k in chosen]
-    weights = ensemble_weights(entry_weights(chosen_entries), task.config.labelling.ensemble, warn=False)
+    weights = labellers_weights(previous, chosen, task.config.labelling.ensemble)
     probs = torch.softmax(weights.combine(logits[chosen]), dim=-1)  # [N, C]
     rows, picked_labels = draw_examples(task, spec, probs, zero_shot_start, generator)
     added = task.unlabeled().take(rows.tolist())
@@ -119,14 +136,21 @@ def build_training_set(task: Task, spec: TeacherSpec, previous: list[dict[str, A
     return examples, record, training_set_rows(task, examples, len(original), confidence)
 
 
-def choose_labellers(task: Task, spec: TeacherSpec, previous: list[dict[str, Any]], generator: torch.Generator) -> list[int]:
+def labellers_weights(previous: list[dict[str, Any]], chosen: list[int], method: str) -> EnsembleWeights:
+    """The ensemble of the ``chosen`` teachers of the previous generation: each weighs what stage B would give it
+    in the whole generation (so a supervised member's wmean weight is the mean of *all* its pattern teachers')."""
+    raw = [None] * len(previous) if method == "mean" else member_weights(previous, method)
+    return ensemble_weights([raw[k] for k in chosen], method, warn=False)
+
+
+def choose_labellers(task: Task, spec: TeacherSpec | ClassifierSpec, previous: list[dict[str, Any]], generator: torch.Generator) -> list[int]:
     """Indices of a random share lambda of the previous generation's teachers, never the teacher's own identity."""
     others = [k for k, entry in enumerate(previous) if not is_self(entry, spec)]
     count = max(1, round(task.config.ipet.teacher_fraction * len(others)))
     return sorted(others[i] for i in torch.randperm(len(others), generator=generator)[:count].tolist())
 
 
-def draw_examples(task: Task, spec: TeacherSpec, probs: torch.Tensor, zero_shot_start: bool,
+def draw_examples(task: Task, spec: TeacherSpec | ClassifierSpec, probs: torch.Tensor, zero_shot_start: bool,
                   generator: torch.Generator) -> tuple[torch.Tensor, list[int]]:
     """Unlabeled rows to add and the label each gets, keeping the labelled set's label distribution."""
     candidates_per_label = task.config.ipet.zero_shot_candidates
@@ -190,8 +214,10 @@ def load_unlabeled_logits(output: Path, entries: list[dict[str, Any]]) -> torch.
 
 
 def check_ipet(task: Task) -> None:
-    count = len(task.patterns) * len(task.verbalizers) * (1 if task.config.teachers.zero_shot else len(task.config.teachers.seeds))
-    if count < 2 or len(task.patterns) * len(task.verbalizers) * len(task.config.teachers.seeds) < 2:
+    teachers = task.config.teachers
+    pairs, members = len(task.patterns) * len(task.verbalizers), len(teachers.seeds) if teachers.supervised else 0
+    first, later = pairs * (1 if teachers.zero_shot else len(teachers.seeds)) + members, pairs * len(teachers.seeds) + members
+    if min(first, later) < 2:
         raise PetError("iPET needs at least two teachers per generation, since each is taught by the others; "
                        "use more patterns, verbalizers or teachers.seeds, or set ipet.generations: 0")
 
@@ -206,8 +232,13 @@ def train_ipet(task: Task, ctx: TeacherContext, output: Path) -> dict[str, Any]:
                     "ensemble); set teachers.zero_shot: false to use them", len(task.train))
     final = settings.count(len(task.train), zero_shot)  # before zero-shot iPET sets the labelled examples aside
     info(f"iPET generation 0 of {final}")
-    first = [dataclasses.replace(job, path=f"g0/{job.path}", score_unlabeled=True) for job in task.jobs(ctx)]
-    previous = run_generation(first, ctx, output)
+    first = [dataclasses.replace(job, path=f"g0/{job.path}", score_unlabeled=True)
+             for job in task.jobs(ctx) + supervised_jobs(task.config, task.labels, ctx)]
+    previous = record_member_weights(run_generation(first, ctx, output))
+    cross_validation = None
+    if task.config.labelling.ensemble == "cv":  # before any generation is labelled with these weights
+        cross_validation = cross_validate(configuration_folds(task), ctx, output)
+        record_cv_accuracies(previous, cross_validation)
     if zero_shot:  # zero-shot iPET builds its training sets from nothing but the unlabeled set
         task = _without_labels(task)
         ctx = dataclasses.replace(ctx, labelled=task.train)
@@ -216,12 +247,16 @@ def train_ipet(task: Task, ctx: TeacherContext, output: Path) -> dict[str, Any]:
         jobs = generation_jobs(task, ctx, output, generation, previous, last=generation == final)
         size = generation_size(len(task.train), generation, settings.growth, settings.zero_shot_examples)
         info(f"iPET generation {generation} of {final}: {size} training examples per teacher")
-        entries = run_generation(jobs, ctx, output)
+        entries = record_member_weights(run_generation(jobs, ctx, output))
+        if cross_validation is not None:
+            record_cv_accuracies(entries, cross_validation)
         for entry in entries:
             entry["training_set"] = f"g{generation}/{TRAIN_SETS}/{entry['name']}.jsonl"
         generations.append({"generation": generation, "training_examples": size, "teachers": entries})
         previous = entries
     manifest = teachers_manifest(task, ctx, previous)
+    if cross_validation is not None:
+        add_cross_validation(manifest, cross_validation)
     manifest["zero_shot"] = zero_shot
     manifest["ipet"] = {"settings": settings.model_dump(mode="json"), "final_generation": final,
                         "generations": generations}
@@ -235,7 +270,7 @@ def generation_jobs(task: Task, ctx: TeacherContext, output: Path, generation: i
     settings = task.config.ipet
     prefix = f"g{generation}/"
     steps = settings.steps or task.config.teachers.steps
-    specs = task.specs(generation, zero_shot=False)
+    specs = [*task.specs(generation, zero_shot=False), *member_specs(task.config, task.labels, generation)]
     pending = [s for s in specs if not (output / f"{prefix}{s.name}" / TEACHER_FILE).exists()]
     logits = load_unlabeled_logits(output, previous) if pending else None
     jobs = []

@@ -50,10 +50,16 @@ def stage_reads(config: RunConfig, task: Task) -> dict[str, Any]:
     return reads
 
 
-def teachers_manifest(task: Task, ctx: TeacherContext, entries: list[dict[str, Any]]) -> dict[str, Any]:
+def record_member_weights(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write into each supervised member's entry the wmean weight stage B gives it (pet/core/ensemble.py)."""
     for entry, weight in zip(entries, member_weights(entries, "wmean")):
         if teacher_kind(entry) == CLASSIFIER:
-            entry["weight"] = weight  # the wmean weight stage B gives it (pet/core/ensemble.py)
+            entry["weight"] = weight
+    return entries
+
+
+def teachers_manifest(task: Task, ctx: TeacherContext, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    record_member_weights(entries)
     manifest = base_manifest("teachers", task.config.to_json(), task.inputs)
     manifest.update({
         "fingerprint": ctx.stamp,

@@ -53,7 +53,8 @@ SUPERVISED = "supervised"  # the supervised member's name prefix, and its config
 
 @dataclass(frozen=True)
 class ClassifierSpec:
-    """The supervised member (``teachers.supervised``): a sequence classifier fine-tuned on the labelled set.
+    """The supervised member (``teachers.supervised``): a sequence classifier fine-tuned on the labelled set
+    (in an iPET generation >= 1, on that generation's training set).
 
     Named ``supervised--s<seed>``; in cross-validation (``fold`` set), ``supervised--cv<fold>``."""
 
@@ -61,7 +62,7 @@ class ClassifierSpec:
     fields: tuple[str, ...]  # the data fields it reads, in data.fields order
     seed: int | None
     fold: int | None = None  # cross-validation: trained without this fold of the labelled set
-    generation: int = 0
+    generation: int = 0  # iPET generation; 0 for plain PET
 
     @property
     def name(self) -> str:
@@ -69,7 +70,7 @@ class ClassifierSpec:
 
     @property
     def derived_seed(self) -> int:
-        return derive_seed(self.name)
+        return derive_seed(self.name if self.generation == 0 else f"{self.name}--g{self.generation}")
 
     def to_json(self) -> dict:
         return {"labels": list(self.labels), "fields": list(self.fields)}

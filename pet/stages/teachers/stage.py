@@ -3,7 +3,7 @@
 Zero-shot (``teachers.zero_shot: true``): no training, one teacher per pattern x verbalizer is the
 pretrained MLM itself. iPET (``ipet.generations`` > 0 or auto): generations of teachers, pet/stages/teachers/ipet.py.
 ``teachers.supervised``: one more teacher per seed, a plain classifier (supervised.py), after the pattern
-teachers. ``labelling.ensemble: cv``: every configuration cross-validated on the labelled set (crossval.py).
+teachers (under iPET, in every generation). ``labelling.ensemble: cv``: every configuration cross-validated on the labelled set (crossval.py).
 ``teachers.learning_rate: cv``: the teachers' rate chosen by cross-validation first (lr_search.py).
 The manifest is written last: its presence means every teacher finished.
 """
@@ -19,12 +19,12 @@ from pet.errors import PetError
 from pet.io.artifacts import MANIFEST, reuse_or_refuse, write_json_atomic
 from pet.io.config import RunConfig
 from pet.io.lock import writing
-from pet.stages.teachers.crossval import add_cross_validation, cross_validate, fold_specs
+from pet.stages.teachers.crossval import add_cross_validation, configuration_folds, cross_validate
 from pet.stages.teachers.generation import run_generation
 from pet.stages.teachers.ipet import train_ipet
 from pet.stages.teachers.lr_search import search_learning_rate
 from pet.stages.teachers.manifest import stage_reads, teachers_manifest
-from pet.stages.teachers.supervised import member_spec, supervised_jobs
+from pet.stages.teachers.supervised import supervised_jobs
 from pet.stages.teachers.task import Task, prepare_task
 
 
@@ -59,9 +59,7 @@ def train_teachers(config: RunConfig, output: Path, *, task: Task | None = None,
             jobs = task.jobs(ctx) + supervised_jobs(config, task.labels, ctx)  # the supervised members last
             manifest = teachers_manifest(task, ctx, run_generation(jobs, ctx, output))
             if config.labelling.ensemble == "cv":
-                member = member_spec(config, task.labels, None) if config.teachers.supervised else None
-                specs = fold_specs(task.patterns, task.verbalizers, member, config.teachers.cv_folds)
-                add_cross_validation(manifest, cross_validate(specs, ctx, output))
+                add_cross_validation(manifest, cross_validate(configuration_folds(task), ctx, output))
         if search is not None:
             manifest["learning_rate_search"] = search
         if ranks.main:

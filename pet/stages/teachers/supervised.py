@@ -15,7 +15,10 @@ separator token.
 
 Its folder holds a ``save_pretrained`` classifier, the tokenizer and ``teacher.json`` (``"kind":
 "classifier"``), written in one rename like every teacher's; stage B, ``pet evaluate`` and the
-report score it as [N, C] logits in label order. Its ensemble weight is chosen in
+report score it as [N, C] logits in label order. Under iPET it is a member of every generation: in
+generation j >= 1 it trains on that generation's training set (the labelled set plus what the other
+teachers of generation j - 1 labelled), and teaches the pattern teachers of generation j + 1 as they
+teach it. Its ensemble weight is chosen in
 pet/core/ensemble.py: its accuracy before training is that of a random head, so ``wmean`` gives it the
 mean of the pattern teachers' weights; ``cv`` gives it its cross-validated accuracy (crossval.py).
 """
@@ -48,21 +51,23 @@ def check_settings(config: RunConfig) -> None:
     if config.teachers.zero_shot:
         raise PetError("teachers.supervised: true fine-tunes a classifier on the labelled set, and teachers.zero_shot: true "
                        "trains on none; set one of them to false")
-    if config.ipet.enabled:
-        raise PetError("teachers.supervised: true is not supported with iPET yet (ipet.generations > 0); "
-                       "set teachers.supervised: false or ipet.generations: 0")
 
 
-def member_spec(config: RunConfig, labels: Sequence[str], seed: int | None, fold: int | None = None) -> ClassifierSpec:
-    return ClassifierSpec(tuple(labels), tuple(config.data.fields), seed, fold)
+def member_spec(config: RunConfig, labels: Sequence[str], seed: int | None, fold: int | None = None,
+                generation: int = 0) -> ClassifierSpec:
+    return ClassifierSpec(tuple(labels), tuple(config.data.fields), seed, fold, generation)
+
+
+def member_specs(config: RunConfig, labels: Sequence[str], generation: int = 0) -> list[ClassifierSpec]:
+    """One supervised member per seed of one generation (none unless teachers.supervised)."""
+    if not config.teachers.supervised:
+        return []
+    return [member_spec(config, labels, seed, generation=generation) for seed in config.teachers.seeds]
 
 
 def supervised_jobs(config: RunConfig, labels: Sequence[str], ctx: TeacherContext) -> list[TeacherJob]:
     """One supervised member per seed (none unless teachers.supervised), each trained on the labelled set."""
-    if not config.teachers.supervised:
-        return []
-    specs = [member_spec(config, labels, seed) for seed in config.teachers.seeds]
-    return [TeacherJob(spec, spec.name, ctx.labelled, config.teachers.steps) for spec in specs]
+    return [TeacherJob(spec, spec.name, ctx.labelled, config.teachers.steps) for spec in member_specs(config, labels)]
 
 
 class LoadedClassifier:
