@@ -45,7 +45,7 @@ def test_targets_are_decided_only_with_both_tasks():
     assert "94.4%" in text
     assert "| yes |" in text  # iPET above PET at n = 10
     partial = report.targets([r for r in rows if r["task"] == "sst2"])
-    assert partial.count("pending") == 3
+    assert partial.count("pending") == 4  # issue 3's three and issue 10's +10 row (its every-cell row needs no pair of tasks)
 
 
 def test_report_writes_table_without_touching_other_docs(tmp_path):
@@ -134,3 +134,21 @@ def test_seeds_are_counted_against_the_plan_when_the_run_wrote_one(tmp_path):
     text = report.report(tmp_path, benchmarks_md=None)
     assert "| 5. PET student (distilled) | 80.0 (80.0) [1 of 3 seeds] |" in text
     assert "+10.0 [1 of 3 seeds]" in text
+
+
+def test_issue10_targets_compare_both_students_with_the_best_peer_in_every_cell():
+    rows = []
+    for seed in (1, 2, 3):
+        for task, setfit, pet, ipet in (("sst2", 0.70, 0.84, 0.86), ("agnews", 0.80, 0.78, 0.83), ("rte", 0.55, 0.56, None)):
+            rows += [line(task, "setfit", 32, seed, setfit), line(task, "supervised", 32, seed, setfit - 0.05),
+                     line(task, "pet_student", 32, seed, pet)]
+            if ipet is not None:
+                rows.append(line(task, "ipet_student", 32, seed, ipet))
+    text = report.targets(rows)
+    assert "| PET student ≥ best peer in every measured task x n (issue 10) | 2 of 3 cells; below: agnews n = 32 -2.0 | no |" in text
+    assert "| PET student − best peer at n = 32: ≥ +10 points (stretch +15; issue 10) | +6.0 points (sst2 +14.0, agnews -2.0) | no |" in text
+    assert "| iPET student ≥ best peer in every measured task x n (issue 10) | 2 of 2 cells | yes |" in text
+    assert "| iPET student − best peer at n = 32: ≥ +10 points (stretch +15; issue 10) | +9.5 points (sst2 +16.0, agnews +3.0) | no |" in text
+    table = report.tables(rows)
+    assert "| **iPET margin**: iPET student − best peer, same seeds (points) | +3.0 |" in table  # agnews
+    assert table.count("iPET margin") == 2  # not for rte, which has no iPET student
