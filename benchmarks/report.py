@@ -214,6 +214,12 @@ def issue10_targets(rows: list[dict[str, Any]]) -> list[str]:
             verdict = "yes (stretch too)" if gain >= 15 else "yes" if gain >= 10 else "no"
             lines.append(f"| {name} − best peer at n = 32: ≥ +10 points (stretch +15; issue 10) | {gain:+.1f} points "
                          f"(sst2 {100 * at32[0]:+.1f}, agnews {100 * at32[1]:+.1f}) | {verdict} |")
+    acc = aggregate(rows, "accuracy")
+    if all(acc.get((task, "full_supervised", None)) and acc.get((task, "ipet_student", 32)) for task in ("sst2", "agnews")):
+        ratios = [statistics.fmean(acc[(task, "ipet_student", 32)]) / acc[(task, "full_supervised", None)][0] for task in ("sst2", "agnews")]
+        ratio = 100 * statistics.fmean(ratios)
+        lines.append(f"| iPET student at n = 32 / full-data ceiling: ≥ 95% (issue 10) | {ratio:.1f}% (sst2 {100 * ratios[0]:.1f}%, "
+                     f"agnews {100 * ratios[1]:.1f}%) | {'yes' if ratio >= 95 else 'no'} |")
     return lines
 
 

@@ -149,6 +149,9 @@ def test_issue10_targets_compare_both_students_with_the_best_peer_in_every_cell(
     assert "| PET student − best peer at n = 32: ≥ +10 points (stretch +15; issue 10) | +6.0 points (sst2 +14.0, agnews -2.0) | no |" in text
     assert "| iPET student ≥ best peer in every measured task x n (issue 10) | 2 of 2 cells | yes |" in text
     assert "| iPET student − best peer at n = 32: ≥ +10 points (stretch +15; issue 10) | +9.5 points (sst2 +16.0, agnews +3.0) | no |" in text
+    assert "iPET student at n = 32 / full-data ceiling" not in text  # no ceiling line yet
+    rows += [line("sst2", "full_supervised", accuracy=0.9), line("agnews", "full_supervised", accuracy=0.83 / 0.95)]
+    assert "| iPET student at n = 32 / full-data ceiling: ≥ 95% (issue 10) | 95.3% (sst2 95.6%, agnews 95.0%) | yes |" in report.targets(rows)
     table = report.tables(rows)
     assert "| **iPET margin**: iPET student − best peer, same seeds (points) | +3.0 |" in table  # agnews
     assert table.count("iPET margin") == 2  # not for rte, which has no iPET student
