@@ -214,3 +214,28 @@ def test_ipet_needs_two_teachers(tmp_path, tiny_bert):
     result = CliRunner().invoke(app, ["train-teachers", str(config), "-o", str(tmp_path / "t"), "--ipet.generations", "1",
                                       "--patterns.ids", "[just]"])
     assert result.exit_code == 1 and "at least two teachers" in result.output
+
+
+def test_raising_the_generations_trains_only_the_new_one(ipet_run, tmp_path, tiny_bert):
+    """A run with one generation, given a second: generations 0 and 1 are kept (generation 1, its last,
+    is scored on the unlabeled set once), and the result is what two generations from the start give."""
+    from pet.errors import PetError
+    from pet.io.config import load_config
+    from pet.stages.teachers.stage import train_teachers
+
+    folder, manifest = ipet_run  # two generations
+    config = skewed_project(tmp_path, tiny_bert)
+    out = tmp_path / "teachers"
+    one = train_teachers(load_config(config, {**IPET, "ipet.generations": 1}), out)
+    assert not any((out / e["path"] / "unlabeled_logits.safetensors").exists() for e in one["teachers"])  # a last generation
+    records = {path: path.read_bytes() for path in out.rglob("teacher.json")}
+    assert len(records) == 8
+    with pytest.raises(PetError, match=r"ipet\.generations 1 -> 2"):
+        train_teachers(load_config(config, IPET), out)
+    two = train_teachers(load_config(config, IPET), out, overwrite=True)
+    assert all(path.read_bytes() == content for path, content in records.items())  # nothing retrained
+    assert all((out / e["path"] / "unlabeled_logits.safetensors").exists() for e in one["teachers"])
+    for entry in manifest["ipet"]["generations"][2]["teachers"]:
+        assert (out / entry["training_set"]).read_text() == (folder / "teachers" / entry["training_set"]).read_text()
+    losses = lambda m: [e["metrics"]["loss_last"] for e in m["teachers"]]
+    assert losses(two) == losses(manifest)

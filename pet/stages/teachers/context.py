@@ -25,10 +25,17 @@ from pet.stages.teachers.specs import ClassifierSpec, TeacherSpec
 
 # Which members the stage trains and how it weights them; no one teacher's training reads these.
 MEMBER_KEYS = ("teachers.supervised", "teachers.cv_folds")
+# How many iPET generations follow: no teacher's training reads it, so raising it keeps every generation trained.
+IPET_COUNT = "ipet.generations"
 # What only pattern teachers read: the supervised member's fingerprint leaves these out.
 CLASSIFIER_IGNORES = ("patterns", "verbalizers", "teachers.seeds", *MEMBER_KEYS, "teachers.mlm_weight", "teachers.unlabeled_ratio",
                       "teachers.mlm_probability", "teachers.zero_shot", "teachers.multi_token", "teachers.multi_token_rule",
                       "inputs.data.unlabeled")
+
+
+def is_ipet_setting(key: str) -> bool:
+    """A read only iPET's generations >= 1 depend on (labelling.ensemble: the ensembles that label their sets)."""
+    return key.startswith("ipet.") or key == "labelling.ensemble"
 
 
 @dataclass(frozen=True)
@@ -51,13 +58,16 @@ class TeacherContext:
         verbalizers and seeds, plus its own. Adding a seed or a pattern keeps the teachers already
         trained; an iPET generation >= 1 teacher depends on the whole previous generation. Which
         members the stage adds (the supervised member, cross-validation) changes no teacher; the
-        supervised member leaves out the settings only a pattern teacher reads."""
+        supervised member leaves out the settings only a pattern teacher reads. No teacher depends on
+        how many iPET generations follow it, and generation 0 on no iPET setting at all."""
         if spec.generation > 0:  # trained on what the previous generation (all its members, their weights) labelled
-            return fingerprint_of({**self.reads, "generation": spec.generation, "teacher": spec.name})
+            own = {k: v for k, v in self.reads.items() if k != IPET_COUNT}
+            return fingerprint_of({**own, "generation": spec.generation, "teacher": spec.name})
+        own = {k: v for k, v in self.reads.items() if not is_ipet_setting(k)}
         if isinstance(spec, ClassifierSpec):
-            own = {k: v for k, v in self.reads.items() if k not in CLASSIFIER_IGNORES}
+            own = {k: v for k, v in own.items() if k not in CLASSIFIER_IGNORES}
             return fingerprint_of({**own, "classifier": spec.to_json(), "seed": spec.seed})
-        own = {k: v for k, v in self.reads.items() if k not in ("patterns", "verbalizers", "teachers.seeds") + MEMBER_KEYS}
+        own = {k: v for k, v in own.items() if k not in ("patterns", "verbalizers", "teachers.seeds") + MEMBER_KEYS}
         return fingerprint_of({**own, "pattern": spec.pattern.to_json(), "verbalizer": spec.verbalizer.to_json(), "seed": spec.seed})
 
     def tokens(self, pattern: Pattern, verbalizer: Verbalizer | MultiLabelVerbalizer) -> VerbalizerTokens:

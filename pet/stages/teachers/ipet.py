@@ -58,7 +58,7 @@ from pet.stages.teachers.manifest import record_member_weights, teachers_manifes
 from pet.stages.teachers.specs import ClassifierSpec, TeacherSpec, derive_seed
 from pet.stages.teachers.supervised import member_specs, supervised_jobs
 from pet.stages.teachers.task import Task
-from pet.stages.teachers.teacher import TEACHER_FILE, UNLABELED_LOGITS
+from pet.stages.teachers.teacher import TEACHER_FILE, UNLABELED_LOGITS, add_unlabeled_logits
 
 TRAIN_SETS = "train-sets"
 log = logging.getLogger("pet")
@@ -213,6 +213,21 @@ def load_unlabeled_logits(output: Path, entries: list[dict[str, Any]]) -> torch.
     return torch.stack(parts)
 
 
+def score_unscored(task: Task, ctx: TeacherContext, output: Path, previous: list[dict[str, Any]]) -> None:
+    """Give every teacher of the previous generation its unlabeled-set scores: a run's last generation keeps
+    none, so when ``ipet.generations`` is raised its teachers are loaded and scored once, not retrained."""
+    from pet.stages.teachers.load import TeacherSource
+
+    source = TeacherSource(output, {p.id: p for p in task.patterns}, {v.id: v for v in task.verbalizers},
+                           ctx.settings.max_length, ctx.device, ctx.runtime.trust_remote_code, tuple(task.labels))
+    for index, entry in enumerate(previous):
+        folder = output / entry["path"]
+        if ctx.ranks.owner(index) == ctx.ranks.rank and not (folder / UNLABELED_LOGITS).exists():
+            info(f"iPET: teacher {entry['path']} kept no scores on the unlabeled set (it was a last generation); scoring it")
+            add_unlabeled_logits(folder, source.load(entry), ctx)
+    ctx.ranks.barrier()
+
+
 def check_ipet(task: Task) -> None:
     teachers = task.config.teachers
     pairs, members = len(task.patterns) * len(task.verbalizers), len(teachers.seeds) if teachers.supervised else 0
@@ -272,6 +287,8 @@ def generation_jobs(task: Task, ctx: TeacherContext, output: Path, generation: i
     steps = settings.steps or task.config.teachers.steps
     specs = [*task.specs(generation, zero_shot=False), *member_specs(task.config, task.labels, generation)]
     pending = [s for s in specs if not (output / f"{prefix}{s.name}" / TEACHER_FILE).exists()]
+    if pending:
+        score_unscored(task, ctx, output, previous)
     logits = load_unlabeled_logits(output, previous) if pending else None
     jobs = []
     for index, spec in enumerate(specs):

@@ -87,11 +87,24 @@ def save_teacher(folder: Path, record: dict[str, Any], loaded: LoadedScorer | No
 
 def save_unlabeled_logits(folder: Path, loaded: LoadedScorer, ctx: TeacherContext) -> None:
     """iPET: the teacher's class scores on the whole unlabeled set, kept for labelling the next generation."""
+    save_unlabeled_logits_to(folder / UNLABELED_LOGITS, loaded, ctx)
+
+
+def save_unlabeled_logits_to(path: Path, loaded, ctx: TeacherContext) -> None:
     from safetensors.torch import save_file
 
     logits = score_table(loaded.encoder, loaded.scorer, ctx.unlabeled(), ctx.runtime.eval_batch_size,
                          ctx.autocast(), "iPET: scoring the unlabeled set")
-    save_file({"logits": logits.contiguous()}, str(folder / UNLABELED_LOGITS))
+    save_file({"logits": logits.contiguous()}, str(path))
+
+
+def add_unlabeled_logits(folder: Path, loaded, ctx: TeacherContext) -> None:
+    """Score the unlabeled set with a finished teacher that did not keep its scores (the last generation of
+    a run that has since been given more iPET generations) and add the file to its folder in one rename."""
+    tmp = folder / f".{UNLABELED_LOGITS}.tmp"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    save_unlabeled_logits_to(tmp, loaded, ctx)
+    tmp.replace(folder / UNLABELED_LOGITS)
 
 
 def zero_shot_teacher(job: TeacherJob, ctx: TeacherContext, folder: Path) -> dict[str, Any]:
