@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -48,9 +48,6 @@ from pet.io.patterns import Pattern, Verbalizer
 from pet.stages.teachers.context import TeacherContext
 from pet.stages.teachers.specs import SUPERVISED, ClassifierSpec, FoldSpec, configuration, derive_seed
 from pet.stages.teachers.supervised import LoadedClassifier, fit_classifier, member_spec, optim_settings
-
-if TYPE_CHECKING:
-    from pet.stages.teachers.task import Task
 
 CV_DIR = "cv"
 FOLD_SEED = "cv-folds"  # the folds' shuffle derives its seed from this, for every run and configuration
@@ -104,11 +101,11 @@ def fold_specs(patterns: Sequence[Pattern], verbalizers: Sequence[Verbalizer], m
     return specs
 
 
-def configuration_folds(task: Task) -> list[FoldSpec | ClassifierSpec]:
-    """This run's configurations x folds: its pattern x verbalizers, and the supervised member if it has one."""
-    config = task.config
-    member = member_spec(config, task.labels, None) if config.teachers.supervised else None
-    return fold_specs(task.patterns, task.verbalizers, member, config.teachers.cv_folds)
+def configuration_folds(config: RunConfig, patterns: Sequence[Pattern], verbalizers: Sequence[Verbalizer],
+                        labels: Sequence[str]) -> list[FoldSpec | ClassifierSpec]:
+    """A run's configurations x folds: its pattern x verbalizers, and the supervised member if it has one."""
+    member = member_spec(config, labels, None) if config.teachers.supervised else None
+    return fold_specs(patterns, verbalizers, member, config.teachers.cv_folds)
 
 
 def cross_validate(specs: Sequence[FoldSpec | ClassifierSpec], ctx: TeacherContext, output: Path) -> dict[str, Any]:

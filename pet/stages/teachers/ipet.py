@@ -252,7 +252,8 @@ def train_ipet(task: Task, ctx: TeacherContext, output: Path) -> dict[str, Any]:
     previous = record_member_weights(run_generation(first, ctx, output))
     cross_validation = None
     if task.config.labelling.ensemble == "cv":  # before any generation is labelled with these weights
-        cross_validation = cross_validate(configuration_folds(task), ctx, output)
+        folds = configuration_folds(task.config, task.patterns, task.verbalizers, task.labels)
+        cross_validation = cross_validate(folds, ctx, output)
         record_cv_accuracies(previous, cross_validation)
     if zero_shot:  # zero-shot iPET builds its training sets from nothing but the unlabeled set
         task = _without_labels(task)

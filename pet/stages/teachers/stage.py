@@ -59,7 +59,8 @@ def train_teachers(config: RunConfig, output: Path, *, task: Task | None = None,
             jobs = task.jobs(ctx) + supervised_jobs(config, task.labels, ctx)  # the supervised members last
             manifest = teachers_manifest(task, ctx, run_generation(jobs, ctx, output))
             if config.labelling.ensemble == "cv":
-                add_cross_validation(manifest, cross_validate(configuration_folds(task), ctx, output))
+                folds = configuration_folds(config, task.patterns, task.verbalizers, task.labels)
+                add_cross_validation(manifest, cross_validate(folds, ctx, output))
         if search is not None:
             manifest["learning_rate_search"] = search
         if ranks.main:
