@@ -58,7 +58,11 @@ from pet.stages.teachers.manifest import record_member_weights, teachers_manifes
 from pet.stages.teachers.specs import ClassifierSpec, TeacherSpec, derive_seed
 from pet.stages.teachers.supervised import member_specs, supervised_jobs
 from pet.stages.teachers.task import Task
-from pet.stages.teachers.teacher import TEACHER_FILE, UNLABELED_LOGITS, add_unlabeled_logits
+from pet.stages.teachers.teacher import (
+    TEACHER_FILE,
+    UNLABELED_LOGITS,
+    add_unlabeled_logits,
+)
 
 TRAIN_SETS = "train-sets"
 log = logging.getLogger("pet")
