@@ -169,15 +169,18 @@ def evaluate_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
     calibrate: bool = typer.Option(False, "--calibrate", help="Fit a calibration temperature T* on the run's labelled set (data.train) by minimising NLL, and also report the metrics at T*."),
     calibrate_on: Optional[Path] = typer.Option(None, "--calibrate-on", help="Fit T* on this held-out labelled file instead of data.train (which the models were trained on); implies --calibrate."),
+    generation: Optional[int] = typer.Option(None, "--generation", help="An iPET teachers folder: measure this generation's teachers and ensemble (0 = plain PET's) instead of the last."),
 ) -> None:
     with handled():
         from pet.errors import PetError
         from pet.evaluation import evaluate, evaluate_zero_shot
 
         zero_shot = model_dir.is_file() and model_dir.suffix.lower() in (".yaml", ".yml")
-        if zero_shot and (calibrate or calibrate_on):
-            raise PetError("--calibrate needs a student or teachers folder; a run config is evaluated zero-shot, untrained")
-        result = evaluate_zero_shot(model_dir, data) if zero_shot else evaluate(model_dir, data, calibrate=calibrate, calibrate_on=calibrate_on)
+        if zero_shot and (calibrate or calibrate_on or generation is not None):
+            option = "--generation needs an iPET teachers folder" if generation is not None else "--calibrate needs a student or teachers folder"
+            raise PetError(f"{option}; a run config is evaluated zero-shot, untrained")
+        result = evaluate_zero_shot(model_dir, data) if zero_shot else evaluate(model_dir, data, calibrate=calibrate,
+                                                                                  calibrate_on=calibrate_on, generation=generation)
         if as_json:
             _print_json(result)
             return
@@ -189,7 +192,8 @@ def evaluate_cmd(
             typer.echo(f"{'model':<{width}}  accuracy  macro-F1     ECE   Brier      NLL")
             for name, m in rows:
                 typer.echo(f"{name:<{width}}  {m['accuracy']:8.4f}  {m['macro_f1']:8.4f}  {m['ece']:6.4f}  {m['brier']:6.4f}  {m['nll']:7.4f}")
-            typer.echo(f"({rows[-1][1]['examples']} examples from {data})")
+            generation = f"; iPET generation {result['generation']}" if "generation" in result else ""
+            typer.echo(f"({rows[-1][1]['examples']} examples from {data}{generation})")
             typer.echo("ECE: 15 equal-width confidence bins; Brier: mean over examples of sum_c (p_c - y_c)^2; NLL: mean -log softmax(z / T)_y")
         fitted = (result.get("ensemble") or result).get("calibrated")
         if fitted:

@@ -83,21 +83,39 @@ def teachers_ensemble(manifest: dict[str, Any], config: RunConfig) -> EnsembleWe
     return ensemble_of(manifest["teachers"], config.labelling.ensemble, warn=False)
 
 
-def evaluate(model_dir: Path, data: Path, calibrate: bool = False, calibrate_on: Path | None = None) -> dict[str, Any]:
+def generation_manifest(folder: ModelFolder, generation: int) -> dict[str, Any]:
+    """The teachers manifest with one iPET generation's teachers in place of the last generation's."""
+    generations = (folder.manifest.get("ipet") or {}).get("generations") if folder.stage == "teachers" else None
+    if not generations:
+        raise PetError(f"{folder.path}: --generation needs the teachers folder of an iPET run (ipet.generations > 0); "
+                       f"this is {'a student folder' if folder.stage == 'student' else 'a plain PET teachers folder'}")
+    if not 0 <= generation < len(generations):
+        raise PetError(f"{folder.path}: no generation {generation}; this iPET run has generations 0 to {len(generations) - 1}")
+    return {**folder.manifest, "teachers": generations[generation]["teachers"]}
+
+
+def evaluate(model_dir: Path, data: Path, calibrate: bool = False, calibrate_on: Path | None = None,
+             generation: int | None = None) -> dict[str, Any]:
     """Accuracy, macro-F1, ECE, Brier and NLL on a labelled file; for teachers, per teacher and for the ensemble.
 
     The ensemble is measured at T = 1 (its plain logits, like a teacher or a student) and at the
     labelling temperature (the soft labels the student learns from). With ``calibrate``, a
     temperature T* is fitted on the run's labelled set (data.train), or on ``calibrate_on``, a held-out
     labelled file (better: the teachers and the student have seen data.train), and the metrics at T*
-    are added under ``calibrated`` (of the student, or of the ensemble).
+    are added under ``calibrated`` (of the student, or of the ensemble). ``generation``: an iPET
+    teachers folder's generation to measure (each teacher, and their ensemble as they labelled the
+    next generation's sets), instead of the last one, which stage B labels with.
     """
     calibrate = calibrate or calibrate_on is not None
     folder = ModelFolder.open(model_dir)
     stage, manifest, config, labels = folder.stage, folder.manifest, folder.config, folder.labels
+    if generation is not None:
+        manifest = generation_manifest(folder, generation)
     examples = read_examples(config, data, labels, labelled=True)
     gold, threshold = examples.gold, config.task.threshold
     head = {"model": str(model_dir), "data": str(data), "stage": stage, "task": config.task.type}
+    if generation is not None:
+        head["generation"] = generation
     if stage == "student":
         scorer = partial(student_logits, model_dir, manifest, config)
         logits = scorer(examples)

@@ -79,10 +79,13 @@ class Predictor(StageResult):
 
     def evaluate(self, data: Any) -> dict[str, Any]:
         """Accuracy and macro-F1 on labelled data (for teachers: per teacher and for the ensemble)."""
+        return self._evaluate(data)
+
+    def _evaluate(self, data: Any, **options: Any) -> dict[str, Any]:
         from pet.evaluation import evaluate
 
         with as_data_file(data, self.config, "evaluation") as path:
-            result = evaluate(self.path, path)
+            result = evaluate(self.path, path, **options)
         if not isinstance(data, (str, Path)):
             result["data"] = f"{type(data).__name__} of {len(data)} rows"  # the temporary file is gone
         return result
@@ -109,6 +112,11 @@ class Teachers(Predictor):
 
     def __len__(self) -> int:
         return len(self.manifest["teachers"])
+
+    def evaluate(self, data: Any, generation: int | None = None) -> dict[str, Any]:
+        """Accuracy and macro-F1 on labelled data, per teacher and for the ensemble; ``generation``: an iPET
+        run's generation to measure (0 = plain PET's teachers) instead of the last, which stage B labels with."""
+        return self._evaluate(data, generation=generation)
 
 
 class SoftLabels(StageResult):

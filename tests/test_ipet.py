@@ -239,3 +239,37 @@ def test_raising_the_generations_trains_only_the_new_one(ipet_run, tmp_path, tin
         assert (out / entry["training_set"]).read_text() == (folder / "teachers" / entry["training_set"]).read_text()
     losses = lambda m: [e["metrics"]["loss_last"] for e in m["teachers"]]
     assert losses(two) == losses(manifest)
+
+
+def test_evaluate_measures_any_generation(ipet_run, tmp_path):
+    """pet evaluate --generation G: generation G's teachers and their ensemble; the last by default."""
+    import pet
+
+    folder, manifest = ipet_run
+    teachers, test = folder / "teachers", folder / "test.jsonl"
+    evaluate = lambda *extra: CliRunner().invoke(app, ["evaluate", str(teachers), "--data", str(test), "--json", *extra])
+    results = [json.loads(evaluate("--generation", str(g)).stdout) for g in (0, 1, 2)]
+    default = json.loads(evaluate().stdout)
+    assert [r["generation"] for r in results] == [0, 1, 2] and "generation" not in default
+    assert results[2]["teachers"] == default["teachers"] and results[2]["ensemble"] == default["ensemble"]
+    names = list(default["teachers"])
+    assert all(list(r["teachers"]) == names for r in results)  # the same identities, other models
+    assert results[0]["teachers"][names[0]]["nll"] != results[2]["teachers"][names[0]]["nll"]
+    api = pet.Teachers.load(teachers).evaluate(test, generation=0)
+    assert api["teachers"] == results[0]["teachers"] and api["ensemble"]["accuracy"] == results[0]["ensemble"]["accuracy"]
+    for extra, fragment in ((["--generation", "3"], "no generation 3; this iPET run has generations 0 to 2"),
+                            (["--generation", "-1"], "no generation -1")):
+        result = evaluate(*extra)
+        assert result.exit_code == 1 and fragment in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_evaluate_generation_needs_an_ipet_teachers_folder(tmp_path, tiny_bert):
+    config = write_project(tmp_path, tiny_bert)
+    run = CliRunner().invoke(app, ["run", str(config), "-o", str(tmp_path / "run")])
+    assert run.exit_code == 0, run.output
+    for folder, fragment in ((tmp_path / "run" / "teachers", "this is a plain PET teachers folder"),
+                             (tmp_path / "run" / "student", "this is a student folder"),
+                             (config, "--generation needs an iPET teachers folder")):
+        result = CliRunner().invoke(app, ["evaluate", str(folder), "--data", str(tmp_path / "test.jsonl"), "--generation", "0"])
+        assert result.exit_code == 1 and fragment in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
