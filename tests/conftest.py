@@ -146,6 +146,17 @@ def write_project(folder: Path, model: Path, *, train: int = 8, unlabeled: int =
     return config
 
 
+def skewed_project(folder: Path, model: Path) -> Path:
+    """write_project with 6 positive and 2 negative labelled examples, so that keeping the label
+    distribution (iPET's added examples) is visible; two cv folds get 3 + 1 each."""
+    config = write_project(folder, model)
+    texts = ["a great movie", "really good food", "loved the story", "the best film", "good acting", "loved it"]
+    rows = [{"id": f"t{i}", "text": t, "label": "positive"} for i, t in enumerate(texts)]
+    rows += [{"id": "t6", "text": "a terrible movie", "label": "negative"}, {"id": "t7", "text": "hated it", "label": "negative"}]
+    write_jsonl(folder / "train.jsonl", rows)
+    return config
+
+
 @pytest.fixture
 def project(tmp_path, tiny_bert) -> Path:
     """A small, valid run config on the tiny BERT model, in a fresh temp folder."""

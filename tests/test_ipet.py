@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import write_jsonl, write_project
+from conftest import skewed_project, write_project
 from typer.testing import CliRunner
 
 from pet.cli import app
@@ -54,16 +54,6 @@ def test_auto_generations_run_and_are_recorded(tmp_path, tiny_bert, monkeypatch)
                                       "--ipet.generations", "many"])
     assert result.exit_code == 1 and "'ipet.generations'" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
-
-
-def skewed_project(folder, model):
-    """6 positive and 2 negative labelled examples, so that preserving the distribution is visible."""
-    config = write_project(folder, model)
-    rows = [{"id": f"t{i}", "text": t, "label": "positive"} for i, t in
-            enumerate(["a great movie", "really good food", "loved the story", "the best film", "good acting", "loved it"])]
-    rows += [{"id": "t6", "text": "a terrible movie", "label": "negative"}, {"id": "t7", "text": "hated it", "label": "negative"}]
-    write_jsonl(folder / "train.jsonl", rows)
-    return config
 
 
 IPET = {"ipet.generations": 2, "ipet.growth": 2, "ipet.teacher_fraction": 0.5, "teachers.seeds": [1, 2], "teachers.steps": 2}

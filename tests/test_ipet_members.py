@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import write_jsonl, write_project
+from conftest import skewed_project, write_project
 from typer.testing import CliRunner
 
 from pet.cli import app
@@ -20,16 +20,6 @@ SETTINGS = {"ipet.generations": 2, "ipet.growth": 2, "ipet.teacher_fraction": 0.
 
 def read_jsonl(path):
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def skewed_project(folder, model):
-    """6 positive and 2 negative labelled examples (two folds of 3 + 1 each)."""
-    config = write_project(folder, model)
-    texts = ["a great movie", "really good food", "loved the story", "the best film", "good acting", "loved it"]
-    rows = [{"id": f"t{i}", "text": t, "label": "positive"} for i, t in enumerate(texts)]
-    rows += [{"id": "t6", "text": "a terrible movie", "label": "negative"}, {"id": "t7", "text": "hated it", "label": "negative"}]
-    write_jsonl(folder / "train.jsonl", rows)
-    return config
 
 
 def train(folder, model, **extra):
