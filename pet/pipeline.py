@@ -19,28 +19,19 @@ from pet.stages.labelling.stage import label
 from pet.stages.teachers.stage import train_teachers
 
 
-def run(config: RunConfig, output: Path, *, overwrite: bool = False) -> dict[str, Any]:
-    """Run every stage; a rerun after an interruption skips what already finished.
+def run(config: RunConfig, output: Path, *, overwrite: bool = False) -> None:
+    """Run every stage; a rerun after an interruption skips what already finished. The result is the
+    run folder's artifacts: ``pet.Run(output)`` (pet/results.py) reads them and sums them up.
 
     Stages B and C get this config's own settings for them (and its unlabeled and test files), not
     the ones recorded upstream: a rerun with another ``--distillation.steps`` is compared with the
     student on disk, never answered with it (pet/io/artifacts.py ``reuse_or_refuse``).
     """
-    adapted_model = None
     if config.adapt.enabled:
         config = adapted(config, output / "adapted", overwrite=overwrite)
-        adapted_model = config.model
-    teachers = train_teachers(config, output / "teachers", overwrite=overwrite)
-    labels = label(output / "teachers", output / "labels", downstream(config, LABEL_KEYS), overwrite=overwrite)
-    student = distill(output / "labels", output / "student", downstream(config, DISTILL_KEYS), overwrite=overwrite)
-    return {
-        "run": str(output),
-        "adapted": adapted_model,
-        "teachers": len(teachers["teachers"]),
-        "soft_labels": labels["statistics"]["examples"],
-        "ensemble_test": labels.get("test", {}).get("ensemble"),
-        "student_test": student.get("test"),
-    }
+    train_teachers(config, output / "teachers", overwrite=overwrite)
+    label(output / "teachers", output / "labels", downstream(config, LABEL_KEYS), overwrite=overwrite)
+    distill(output / "labels", output / "student", downstream(config, DISTILL_KEYS), overwrite=overwrite)
 
 
 def adapted(config: RunConfig, folder: Path, *, overwrite: bool = False) -> RunConfig:
