@@ -102,7 +102,6 @@ def add_unlabeled_logits(folder: Path, loaded, ctx: TeacherContext) -> None:
     """Score the unlabeled set with a finished teacher that did not keep its scores (the last generation of
     a run that has since been given more iPET generations) and add the file to its folder in one rename."""
     tmp = folder / f".{UNLABELED_LOGITS}.tmp"
-    tmp.parent.mkdir(parents=True, exist_ok=True)
     save_unlabeled_logits_to(tmp, loaded, ctx)
     tmp.replace(folder / UNLABELED_LOGITS)
 
