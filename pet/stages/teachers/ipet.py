@@ -61,7 +61,7 @@ from pet.stages.teachers.task import Task
 from pet.stages.teachers.teacher import (
     TEACHER_FILE,
     UNLABELED_LOGITS,
-    add_unlabeled_logits,
+    save_unlabeled_logits,
 )
 
 TRAIN_SETS = "train-sets"
@@ -228,7 +228,7 @@ def score_unscored(task: Task, ctx: TeacherContext, output: Path, previous: list
         folder = output / entry["path"]
         if ctx.ranks.owner(index) == ctx.ranks.rank and not (folder / UNLABELED_LOGITS).exists():
             info(f"iPET: teacher {entry['path']} kept no scores on the unlabeled set (it was a last generation); scoring it")
-            add_unlabeled_logits(folder, source.load(entry), ctx)
+            save_unlabeled_logits(folder, source.load(entry), ctx)
     ctx.ranks.barrier()
 
 

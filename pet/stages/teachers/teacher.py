@@ -85,24 +85,16 @@ def save_teacher(folder: Path, record: dict[str, Any], loaded: LoadedScorer | No
         write_json_atomic(tmp / TEACHER_FILE, record)
 
 
-def save_unlabeled_logits(folder: Path, loaded: LoadedScorer, ctx: TeacherContext) -> None:
-    """iPET: the teacher's class scores on the whole unlabeled set, kept for labelling the next generation."""
-    save_unlabeled_logits_to(folder / UNLABELED_LOGITS, loaded, ctx)
-
-
-def save_unlabeled_logits_to(path: Path, loaded, ctx: TeacherContext) -> None:
+def save_unlabeled_logits(folder: Path, loaded, ctx: TeacherContext) -> None:
+    """iPET: the teacher's class scores on the whole unlabeled set, kept for labelling the next generation.
+    Written in one rename, so a finished teacher folder that kept none (the last generation of a run since
+    given more generations) gets the file whole or not at all."""
     from safetensors.torch import save_file
 
     logits = score_table(loaded.encoder, loaded.scorer, ctx.unlabeled(), ctx.runtime.eval_batch_size,
                          ctx.autocast(), "iPET: scoring the unlabeled set")
-    save_file({"logits": logits.contiguous()}, str(path))
-
-
-def add_unlabeled_logits(folder: Path, loaded, ctx: TeacherContext) -> None:
-    """Score the unlabeled set with a finished teacher that did not keep its scores (the last generation of
-    a run that has since been given more iPET generations) and add the file to its folder in one rename."""
     tmp = folder / f".{UNLABELED_LOGITS}.tmp"
-    save_unlabeled_logits_to(tmp, loaded, ctx)
+    save_file({"logits": logits.contiguous()}, str(tmp))
     tmp.replace(folder / UNLABELED_LOGITS)
 
 
