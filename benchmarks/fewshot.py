@@ -371,10 +371,11 @@ class Job:
         import torch
         import torch.nn.functional as F
 
+        from pet.core.classifier import classifier_logits, tokenize_pairs
+        from pet.core.classifier import classifier_texts as student_texts
         from pet.core.encoding import pad
         from pet.core.metrics import classification_metrics
         from pet.core.modeling import autocast, load_classifier, load_tokenizer
-        from pet.core.classifier import classifier_logits, classifier_texts as student_texts, tokenize_pairs
         from pet.core.training import EpochSampler, OptimSettings, train
 
         labels = self.labels()
@@ -511,8 +512,8 @@ class Job:
 
     # -- PET and iPET through the library's stages ------------------------------------------------
     def pet(self, n: int, seed: int, iterative: bool) -> None:
-        from pet.stages.distillation.stage import distill
         from pet.evaluation import evaluate
+        from pet.stages.distillation.stage import distill
         from pet.stages.labelling.stage import label
         from pet.stages.teachers.stage import train_teachers
 
@@ -526,6 +527,8 @@ class Job:
                 raise RuntimeError("this pet has no ipet settings: iPET is not available")
             extra["ipet"] = {k: v for k, v in self.profile["ipet"].items() if k in self.keys["ipet"]}
             extra["ipet"]["generations"] = self.ipet_generations(n)
+        elif "ipet" in self.keys:
+            extra["ipet"] = {"generations": 0}  # pet's default is iPET for trained teachers: the pet lines are plain PET
         config = self.run_config(self.fewshot(n, seed), self.unlabeled(), extra)
         test_path = self.test_path()
         started = time.perf_counter()

@@ -54,6 +54,7 @@ def write_config(folder: Path, task: str, model: Path, verbalizers: Path | None 
         "teachers": {"max_length": spec["max_length"], "seeds": [1], "mlm_weight": 0.0},
         "labelling": {"max_length": spec["max_length"]},
         "runtime": {"device": "cpu", "eval_batch_size": 64},
+        "ipet": {"generations": 0},  # single teachers are what is measured, not iPET's last generation
     }
     for key, value in (extra or {}).items():
         section, name = key.split(".")

@@ -487,7 +487,7 @@ def run_stages(spec: dict[str, Any], model: str, train: Path, unlabeled: Path, r
     teachers, clocks, mem = timed(memory, lambda: pet.train_teachers(
         model, output=run / "teachers", train=train, unlabeled=unlabeled,
         patterns=fewshot_patterns(spec["patterns"]), verbalizers=fewshot_verbalizers(spec["verbalizers"]),
-        teachers=teachers_settings, runtime=runtime))
+        teachers=teachers_settings, runtime=runtime, ipet={"generations": 0}))  # the paper's workload: plain PET
     rows = [stage_row("A teachers", teachers_work(counter, teachers, teachers_settings), clocks, mem)]
     fewshot.log(f"stage A: {len(teachers)} teachers in {clocks['wall']:.1f}s")
     labelling = {**spec["labelling"], "max_length": spec["max_length"]}

@@ -43,8 +43,8 @@ def _stderr(message: str) -> None:
 @contextmanager
 def handled() -> Iterator[None]:
     """Turn failures into one line on stderr and an exit code."""
-    from pet.errors import PetError
     from pet.core.progress import setup_logging
+    from pet.errors import PetError
 
     setup_logging(state["verbose"])
     try:
@@ -80,7 +80,7 @@ def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
-@app.command("train-teachers", context_settings=OVERRIDES, help=f"Stage A: train one teacher per pattern x verbalizer x seed (iPET generations with --ipet.generations N; untrained teachers with --teachers.zero_shot true). {OVERRIDE_HELP}")
+@app.command("train-teachers", context_settings=OVERRIDES, help=f"Stage A: train one teacher per pattern x verbalizer x seed, in iPET generations by default (plain PET with --ipet.generations 0; untrained teachers with --teachers.zero_shot true). {OVERRIDE_HELP}")
 def train_teachers_cmd(
     ctx: typer.Context,
     config: Path = typer.Argument(..., help="Run config (YAML)."),
@@ -313,8 +313,8 @@ def adapt_cmd(
 ) -> None:
     with handled():
         from pet.errors import PetError
-        from pet.io.config import load_config
         from pet.io.artifacts import adapt_record
+        from pet.io.config import load_config
         from pet.tools.adapt import adapt
 
         rate: float | str | None = learning_rate

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import pet
 from pet.cli import app
 
-TINY = {"seeds": [1], "steps": 3, "batch_size": 4, "max_length": 64, "runtime": {"device": "cpu"}}
+TINY = {"seeds": [1], "steps": 3, "batch_size": 4, "max_length": 64, "runtime": {"device": "cpu"}, "ipet": {"generations": 0}}
 PATTERNS = [pet.Pattern("it-was", "{text} It was {mask}.", shorten=("text",)), pet.Pattern("just", "Just {mask}! {text}")]
 VERBALIZER = pet.Verbalizer("bad-good", {"negative": ["bad"], "positive": ["good"]})
 

@@ -56,6 +56,65 @@ def test_auto_generations_run_and_are_recorded(tmp_path, tiny_bert, monkeypatch)
     assert len(result.output.strip().splitlines()) == 1
 
 
+def test_unset_generations_mean_ipet_for_trained_single_label_teachers():
+    """pet's default: iPET (auto) for trained single-label teachers; plain PET for zero-shot and
+    multi-label ones; a value set is kept. The config keeps "unset", so a copy that turns zero-shot on
+    does not inherit an auto decided for trained teachers."""
+    from pet.io.config import RunConfig
+
+    base = {"model": "m", "data": {"train": "t.jsonl", "unlabeled": "u.jsonl"}, "patterns": {"file": "p.yaml"},
+            "verbalizers": {"file": "v.yaml"}}
+    config = RunConfig(**base)
+    assert config.ipet.generations is None and config.to_json()["ipet"]["generations"] is None
+    assert config.effective_ipet.generations == "auto" and config.effective_ipet.enabled
+    assert config.effective_ipet.model_dump(exclude={"generations"}) == config.ipet.model_dump(exclude={"generations"})
+    zero_shot = config.model_copy(update={"teachers": config.teachers.model_copy(update={"zero_shot": True})})
+    assert zero_shot.effective_ipet.generations == 0 and not zero_shot.effective_ipet.enabled
+    assert RunConfig(**base, task={"type": "multi_label"}).effective_ipet.generations == 0
+    assert RunConfig(**base, ipet={"generations": 0}).effective_ipet.generations == 0
+    assert RunConfig(**base, ipet={"generations": 2}, teachers={"zero_shot": True}).effective_ipet.generations == 2
+
+
+def test_the_default_run_is_ipet(tmp_path, tiny_bert, monkeypatch):
+    """A config without an ipet section trains iPET generations, labels from the last one and distils;
+    with a single teacher per generation the default is refused in one line that names the way out."""
+    import pet.io.config
+
+    monkeypatch.setattr(pet.io.config, "TARGET_IPET_EXAMPLES", 16)  # 8 labelled x 5: one generation after the first
+    config = write_project(tmp_path, tiny_bert)
+    config.write_text(config.read_text().replace("ipet:\n  generations: 0\n", "").replace("seeds: [1]", "seeds: [1, 2]"))
+    assert "ipet" not in config.read_text()
+    plain = CliRunner().invoke(app, ["train-teachers", str(config), "-o", str(tmp_path / "run" / "teachers"),
+                                     "--teachers.steps", "2", "--ipet.generations", "0"])
+    assert plain.exit_code == 0, plain.output
+    # teachers of a run made before iPET was the default are out of date for the default ...
+    refused = CliRunner().invoke(app, ["run", str(config), "-o", str(tmp_path / "run"), "--teachers.steps", "2"])
+    assert refused.exit_code == 1 and "ipet.generations" in refused.output, refused.output
+    # ... and kept as they are with plain PET asked for
+    kept = CliRunner().invoke(app, ["train-teachers", str(config), "-o", str(tmp_path / "run" / "teachers"),
+                                    "--teachers.steps", "2", "--ipet.generations", "0"])
+    assert kept.exit_code == 0 and "all teachers already trained" in kept.output, kept.output
+    result = CliRunner().invoke(app, ["run", str(config), "-o", str(tmp_path / "run"), "--teachers.steps", "2", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    teachers = json.loads((tmp_path / "run" / "teachers" / "manifest.json").read_text())
+    assert teachers["ipet"]["settings"]["generations"] == "auto" and teachers["ipet"]["final_generation"] == 1
+    assert teachers["config"]["ipet"]["generations"] is None  # what the user wrote: unset
+    assert [g["training_examples"] for g in teachers["ipet"]["generations"]] == [8, 40]
+    assert all(e["path"].startswith("g1/") for e in teachers["teachers"]) and len(teachers["teachers"]) == 4
+    assert (tmp_path / "run" / "student" / "manifest.json").exists()
+
+    single = CliRunner().invoke(app, ["train-teachers", str(config), "-o", str(tmp_path / "one"), "--patterns.ids", "[it-was]",
+                                      "--teachers.seeds", "[1]"])
+    assert single.exit_code == 1 and len(single.output.strip().splitlines()) == 1, single.output
+    assert "iPET (on by default for trained teachers) needs at least two teachers per generation" in single.output
+    assert "set ipet.generations: 0 for plain PET" in single.output
+    assert not (tmp_path / "one" / "manifest.json").exists()
+    plain = CliRunner().invoke(app, ["train-teachers", str(config), "-o", str(tmp_path / "one"), "--patterns.ids", "[it-was]",
+                                     "--teachers.seeds", "[1]", "--ipet.generations", "0", "--teachers.steps", "2"])
+    assert plain.exit_code == 0, plain.output
+    assert "ipet" not in json.loads((tmp_path / "one" / "manifest.json").read_text())
+
+
 IPET = {"ipet.generations": 2, "ipet.growth": 2, "ipet.teacher_fraction": 0.5, "teachers.seeds": [1, 2], "teachers.steps": 2}
 
 

@@ -341,7 +341,7 @@ def test_the_api_takes_the_settings(tmp_path, tiny_bert):
         patterns=[pet.Pattern("it-was", "{text} It was {mask}.")],
         verbalizers=[pet.Verbalizer("bad-good", {"negative": ["bad"], "positive": ["good"]})],
         seeds=[1, 2], steps=2, max_length=64, supervised=True, cv_folds=2, labelling={"ensemble": "cv"},
-        runtime={"device": "cpu"})
+        runtime={"device": "cpu"}, ipet={"generations": 0})
     assert [e["name"] for e in teachers.entries] == ["it-was--bad-good--s1", "it-was--bad-good--s2", "supervised--s1",
                                                     "supervised--s2"]
     seeds = [read(tmp_path / "teachers" / name / "teacher.json")["derived_seed"] for name in ("supervised--s1", "supervised--s2")]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, PositiveFloat, PositiveInt, NonNegativeFloat, NonNegativeInt
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from pet.errors import PetError
 from pet.io.yamlfile import Strict, load_yaml, model_in, validate
@@ -85,8 +85,10 @@ class IpetConfig(Strict):
     # iPET (PET paper, section 3.3): generations of teachers, each trained on the labelled set plus
     # examples labelled by a random share of the other teachers of the previous generation.
     # generations after the first; 0 = plain PET; auto = the paper's rule: enough generations for the final
-    # training sets to reach about 1,000 examples (ceil(log_d(1000 / |T|)), at least 1; see count below)
-    generations: NonNegativeInt | Literal["auto"] = 0
+    # training sets to reach about 1,000 examples (ceil(log_d(1000 / |T|)), at least 1; see count below).
+    # Unset: auto for trained single-label teachers, where it was measured to help on every benchmark task
+    # (README "iPET by default"), and 0 for zero-shot or multi-label ones (RunConfig.effective_ipet).
+    generations: NonNegativeInt | Literal["auto"] | None = None
     teacher_fraction: float = Field(default=0.25, gt=0.0, le=1.0)  # lambda: share of the other teachers that label
     growth: float = Field(default=5.0, gt=1.0)  # d: the training set of generation j has |T| * d^j examples
     zero_shot_examples: PositiveInt = 10  # zero-shot iPET: size of generation 1's training set (then x d)
@@ -95,14 +97,21 @@ class IpetConfig(Strict):
 
     @property
     def enabled(self) -> bool:
-        return self.generations == "auto" or self.generations > 0
+        return self.generations == "auto" or bool(self.generations)
+
+    def resolved(self, zero_shot: bool, multi_label: bool) -> "IpetConfig":
+        """These settings with an unset ``generations`` decided: auto for trained single-label teachers, else 0.
+        Zero-shot iPET trains teachers, and a zero-shot run promises none: it stays something to ask for."""
+        if self.generations is not None:
+            return self
+        return self.model_copy(update={"generations": 0 if zero_shot or multi_label else "auto"})
 
     def count(self, labelled: int, zero_shot: bool = False) -> int:
         """Generations after the first for ``labelled`` examples (|T|): the number set, or with auto the
         smallest k >= 1 whose final training sets, |T| * d^k (zero-shot: zero_shot_examples * d^(k-1)),
         reach 1,000 examples (the paper's "about 1,000")."""
         if self.generations != "auto":
-            return self.generations
+            return self.generations or 0
         start, offset = (self.zero_shot_examples, 1) if zero_shot or labelled == 0 else (labelled, 0)
         return max(1, offset + math.ceil(math.log(TARGET_IPET_EXAMPLES / start, self.growth) - 1e-9))
 
@@ -170,6 +179,13 @@ class RunConfig(Strict):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+    @property
+    def effective_ipet(self) -> IpetConfig:
+        """The ipet settings as they apply to this run: ``generations`` decided when it is unset. Every
+        reader goes through this, so that the config itself keeps "unset" (a copy with teachers.zero_shot
+        turned on must not inherit an auto decided for trained teachers)."""
+        return self.ipet.resolved(self.teachers.zero_shot, self.task.multi_label)
 
 
 def decision_threshold(config: RunConfig) -> float | None:

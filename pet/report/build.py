@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from html import escape
+from pathlib import Path
 
 import numpy as np
 
@@ -18,10 +18,25 @@ from pet.core.classifier import PATTERN, teacher_kind
 from pet.errors import PetError
 from pet.io.artifacts import atomic_dir
 from pet.io.lock import writing
-from pet.report.page import Formatted, document, image, key_values, notes, side_by_side, table
-from pet.report.plots import (draw_confusion, draw_losses, draw_per_label_f1, draw_reliability, draw_soft_labels,
-                              draw_teacher_accuracy, share)
 from pet.report.collect import RunData, collect
+from pet.report.page import (
+    Formatted,
+    document,
+    image,
+    key_values,
+    notes,
+    side_by_side,
+    table,
+)
+from pet.report.plots import (
+    draw_confusion,
+    draw_losses,
+    draw_per_label_f1,
+    draw_reliability,
+    draw_soft_labels,
+    draw_teacher_accuracy,
+    share,
+)
 
 REPORT = "report"
 INDEX = "index.html"
@@ -70,7 +85,7 @@ def run_section(data: RunData) -> str:
         ("model", c.model), *adaptation_pairs(data.adaptation), ("labels", ", ".join(data.labels)), ("patterns", patterns), ("verbalizers", verbalizers),
         ("teachers", f"{len(t['teachers'])} (seeds {c.teachers.seeds}; " + ("zero-shot" if t.get("zero_shot") else
                      f"{c.teachers.steps} steps, batch {c.teachers.batch_size}, lr {c.teachers.learning_rate}, mlm_weight {c.teachers.mlm_weight:g}") + ")"),
-        ("iPET generations", t.get("ipet", {}).get("final_generation", c.ipet.generations)),  # auto: as resolved
+        ("iPET generations", t.get("ipet", {}).get("final_generation", c.effective_ipet.generations)),  # auto: as resolved
         ("ensemble", (data.soft or {}).get("ensemble", c.labelling.ensemble)),
         ("labelling temperature T", c.labelling.temperature),
         ("student", f"{c.distillation.model or c.model}: {c.distillation.steps} steps, batch {c.distillation.batch_size}, "

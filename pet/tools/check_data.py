@@ -24,7 +24,7 @@ def label_counts(section: Section, session: Session) -> None:
         return
     section.add("info", f"{len(train)} labelled examples in {where}", examples=len(train))
     config = session.config
-    if len(train) <= IPET_ADVICE_MAX and not config.ipet.enabled and not config.task.multi_label:
+    if len(train) <= IPET_ADVICE_MAX and not config.effective_ipet.enabled and not config.task.multi_label:
         section.add("info", f"with {len(train)} labelled examples, consider iPET (ipet.generations: auto): at 10 it lifted "
                             "the student by 3.5-8.6 points in BENCHMARKS.md, for about 3x the teachers' time")
     if train.label_sets is not None:  # multi-label: how many examples carry each label

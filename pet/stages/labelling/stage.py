@@ -13,14 +13,28 @@ from typing import Any
 
 import torch
 
-from pet.core.calibration import at_temperature, calibration_metrics, definitions, is_label_sets, prediction_metrics
+from pet.core.calibration import (
+    at_temperature,
+    calibration_metrics,
+    definitions,
+    is_label_sets,
+    prediction_metrics,
+)
 from pet.core.classifier import PATTERN, teacher_kind
-from pet.core.ensemble import EnsembleWeights, ensemble_of
 from pet.core.distributed import current_ranks
+from pet.core.ensemble import EnsembleWeights, ensemble_of
 from pet.core.progress import info
 from pet.core.scoring import check_table_fits
-from pet.io.artifacts import (MANIFEST, base_manifest, check_inputs, file_hash, read_json, read_manifest,
-                              reuse_or_refuse, write_json_atomic)
+from pet.io.artifacts import (
+    MANIFEST,
+    base_manifest,
+    check_inputs,
+    file_hash,
+    read_json,
+    read_manifest,
+    reuse_or_refuse,
+    write_json_atomic,
+)
 from pet.io.config import RunConfig, decision_threshold, stage_config, task_reads
 from pet.io.data import Table, open_table
 from pet.io.lock import writing
@@ -142,7 +156,7 @@ def check_unlabeled_unchanged(config: RunConfig, teachers: dict[str, Any], teach
     """Teachers that read the unlabeled set (auxiliary MLM loss, iPET) must label the same content
     under the same name: an edited file there means the teachers were trained on other data."""
     recorded = teachers["inputs"].get(str(config.data.unlabeled))
-    read_by_teachers = config.teachers.mlm_weight > 0 or config.ipet.enabled
+    read_by_teachers = config.teachers.mlm_weight > 0 or config.effective_ipet.enabled
     if recorded is not None and read_by_teachers:
         check_inputs({str(config.data.unlabeled): recorded}, teachers_dir / MANIFEST)
 

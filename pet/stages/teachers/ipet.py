@@ -88,7 +88,7 @@ def generation_size(labelled: int, generation: int, growth: float, zero_shot_exa
 
 def added_per_label(task: Task, generation: int) -> list[int]:
     """How many examples each label gets added in ``generation``, keeping T's label distribution."""
-    settings = task.config.ipet
+    settings = task.config.effective_ipet
     labelled = len(task.train)
     added = generation_size(labelled, generation, settings.growth, settings.zero_shot_examples) - labelled
     if labelled:
@@ -150,14 +150,14 @@ def labellers_weights(previous: list[dict[str, Any]], chosen: list[int], method:
 def choose_labellers(task: Task, spec: TeacherSpec | ClassifierSpec, previous: list[dict[str, Any]], generator: torch.Generator) -> list[int]:
     """Indices of a random share lambda of the previous generation's teachers, never the teacher's own identity."""
     others = [k for k, entry in enumerate(previous) if not is_self(entry, spec)]
-    count = max(1, round(task.config.ipet.teacher_fraction * len(others)))
+    count = max(1, round(task.config.effective_ipet.teacher_fraction * len(others)))
     return sorted(others[i] for i in torch.randperm(len(others), generator=generator)[:count].tolist())
 
 
 def draw_examples(task: Task, spec: TeacherSpec | ClassifierSpec, probs: torch.Tensor, zero_shot_start: bool,
                   generator: torch.Generator) -> tuple[torch.Tensor, list[int]]:
     """Unlabeled rows to add and the label each gets, keeping the labelled set's label distribution."""
-    candidates_per_label = task.config.ipet.zero_shot_candidates
+    candidates_per_label = task.config.effective_ipet.zero_shot_candidates
     prediction = probs.argmax(-1)
     picked_rows: list[torch.Tensor] = []
     picked_labels: list[int] = []
@@ -237,14 +237,15 @@ def check_ipet(task: Task) -> None:
     pairs, members = len(task.patterns) * len(task.verbalizers), len(teachers.seeds) if teachers.supervised else 0
     first, later = pairs * (1 if teachers.zero_shot else len(teachers.seeds)) + members, pairs * len(teachers.seeds) + members
     if min(first, later) < 2:
-        raise PetError("iPET needs at least two teachers per generation, since each is taught by the others; "
-                       "use more patterns, verbalizers or teachers.seeds, or set ipet.generations: 0")
+        unset = " (on by default for trained teachers)" if task.config.ipet.generations is None else ""
+        raise PetError(f"iPET{unset} needs at least two teachers per generation, since each is taught by the others; "
+                       "use more patterns, verbalizers or teachers.seeds, or set ipet.generations: 0 for plain PET")
 
 
 def train_ipet(task: Task, ctx: TeacherContext, output: Path) -> dict[str, Any]:
     """Train every generation (skipping finished teachers); returns the stage manifest (not yet written)."""
     check_ipet(task)
-    settings = task.config.ipet
+    settings = task.config.effective_ipet
     zero_shot = task.config.teachers.zero_shot
     if zero_shot and len(task.train):
         log.warning("zero-shot iPET does not train on the %d labelled examples (they only weight generation 0's "
@@ -287,7 +288,7 @@ def generation_jobs(task: Task, ctx: TeacherContext, output: Path, generation: i
                     previous: list[dict[str, Any]], *, last: bool) -> list[TeacherJob]:
     """The jobs of generation >= 1, with training sets built (and written) for the teachers not yet trained;
     the ``last`` generation's teachers do not score the unlabeled set (no generation learns from them)."""
-    settings = task.config.ipet
+    settings = task.config.effective_ipet
     prefix = f"g{generation}/"
     steps = settings.steps or task.config.teachers.steps
     specs = [*task.specs(generation, zero_shot=False), *member_specs(task.config, task.labels, generation)]

@@ -41,11 +41,11 @@ def stage_reads(config: RunConfig, task: Task) -> dict[str, Any]:
         reads["teachers.learning_rate_search"] = {"pattern": task.patterns[0].to_json(), "verbalizer": task.verbalizers[0].to_json(),
                                                   "cv_folds": config.teachers.cv_folds}
     reads.update(task_reads(config))
-    ipet = config.ipet.enabled
+    ipet = config.effective_ipet.enabled
     if config.teachers.mlm_weight > 0 or ipet:
         reads["inputs.data.unlabeled"] = file_hash(config.data.unlabeled)
     if ipet:
-        reads.update({f"ipet.{key}": value for key, value in config.ipet.model_dump(mode="json").items()})
+        reads.update({f"ipet.{key}": value for key, value in config.effective_ipet.model_dump(mode="json").items()})
         reads["labelling.ensemble"] = config.labelling.ensemble  # iPET labels with it
     return reads
 

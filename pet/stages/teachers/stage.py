@@ -1,7 +1,8 @@
 """Stage A: fine-tune one masked-LM teacher per pattern x verbalizer x seed; writes RUN/teachers.
 
 Zero-shot (``teachers.zero_shot: true``): no training, one teacher per pattern x verbalizer is the
-pretrained MLM itself. iPET (``ipet.generations`` > 0 or auto): generations of teachers, pet/stages/teachers/ipet.py.
+pretrained MLM itself. iPET (``config.effective_ipet``: the default for trained single-label teachers, or
+``ipet.generations`` > 0 or auto): generations of teachers, pet/stages/teachers/ipet.py.
 ``teachers.supervised``: one more teacher per seed, a plain classifier (supervised.py), after the pattern
 teachers (under iPET, in every generation). ``labelling.ensemble: cv``: every configuration cross-validated on the labelled set (crossval.py).
 ``teachers.learning_rate: cv``: the teachers' rate chosen by cross-validation first (lr_search.py).
@@ -19,7 +20,11 @@ from pet.errors import PetError
 from pet.io.artifacts import MANIFEST, reuse_or_refuse, write_json_atomic
 from pet.io.config import RunConfig
 from pet.io.lock import writing
-from pet.stages.teachers.crossval import add_cross_validation, configuration_folds, cross_validate
+from pet.stages.teachers.crossval import (
+    add_cross_validation,
+    configuration_folds,
+    cross_validate,
+)
 from pet.stages.teachers.generation import run_generation
 from pet.stages.teachers.ipet import train_ipet
 from pet.stages.teachers.lr_search import search_learning_rate
@@ -53,7 +58,7 @@ def train_teachers(config: RunConfig, output: Path, *, task: Task | None = None,
         search = None
         if config.teachers.learning_rate == "cv":  # before any teacher: they all train at the rate it picks
             ctx, search = search_learning_rate(task, ctx, output)
-        if config.ipet.enabled:
+        if config.effective_ipet.enabled:
             manifest = train_ipet(task, ctx, output)
         else:
             jobs = task.jobs(ctx) + supervised_jobs(config, task.labels, ctx)  # the supervised members last

@@ -18,8 +18,21 @@ from pet.core.scoring import check_table_fits
 from pet.errors import PetError
 from pet.io.artifacts import sha256_file
 from pet.io.config import RunConfig
-from pet.io.data import Examples, Table, check_label_coverage, multi_label_rule, open_table
-from pet.io.patterns import LABEL, MultiLabelVerbalizer, Pattern, Verbalizer, load_patterns, load_verbalizers
+from pet.io.data import (
+    Examples,
+    Table,
+    check_label_coverage,
+    multi_label_rule,
+    open_table,
+)
+from pet.io.patterns import (
+    LABEL,
+    MultiLabelVerbalizer,
+    Pattern,
+    Verbalizer,
+    load_patterns,
+    load_verbalizers,
+)
 from pet.stages.teachers import crossval, supervised
 from pet.stages.teachers.context import TeacherContext, TeacherJob
 from pet.stages.teachers.specs import TeacherSpec, make_specs
@@ -131,7 +144,7 @@ def check_settings(config: RunConfig) -> None:
     repeated = next((seed for seed in seeds if seeds.count(seed) > 1), None)
     if repeated is not None:
         raise PetError(f"teachers.seeds lists {repeated} twice: the two teachers would be the same teacher; remove the repeat")
-    if config.task.multi_label and config.ipet.enabled:
+    if config.task.multi_label and config.effective_ipet.enabled:
         raise PetError("ipet.generations > 0 is not supported for multi-label tasks yet (iPET draws examples per class); "
                        "set ipet.generations: 0")
     supervised.check_settings(config)
@@ -169,7 +182,7 @@ def check_every_row_fits(task: Task) -> None:
     """Every labelled, unlabeled and test row fits every pattern at the max_length each stage uses it with
     (multi-label: with every label's text in the pattern's {label})."""
     config = task.config
-    unlabeled_in_stage_a = config.teachers.mlm_weight > 0 or config.ipet.enabled
+    unlabeled_in_stage_a = config.teachers.mlm_weight > 0 or config.effective_ipet.enabled
     tables = [(config.data.unlabeled, task.unlabeled(), config.labelling.max_length)]
     if unlabeled_in_stage_a:
         tables.append((config.data.unlabeled, task.unlabeled(), config.teachers.max_length))
