@@ -128,11 +128,21 @@ def test_imbalance_and_data_option(clean, tmp_path):
     assert f"ℹ 8 labelled examples in {data}" in text
     assert ("ℹ with 8 labelled examples, consider iPET (ipet.generations: auto): at 10 it lifted the student by 3.5-8.6 "
             "points in BENCHMARKS.md, for about 3x the teachers' time") in text
+    assert not any("iPET" in line and "generations after the first" in line for line in text)  # plain PET
     code, out, _ = run("check", clean, "--data", data, "--ipet.generations", "auto")
     assert code == 0 and "consider iPET" not in out, out  # already on
+    # 8 labelled x 5^3 = 1000: 992 pseudo-labelled examples from the 24 unlabeled texts
+    assert ("ℹ iPET: 3 generations after the first; the last trains each teacher on 1000 examples (8 labelled + 992 "
+            "labelled by other teachers), and stage A trains 4 times the teachers of plain PET (ipet.generations: 0); "
+            "the 24 unlabeled texts are too few to draw them once, so each is drawn about 41.3 times") in out.splitlines(), out
     many = write_jsonl(tmp_path / "many.jsonl", rows + [{**r, "id": f"e-{i}"} for i, r in enumerate(rows)])
     code, out, _ = run("check", clean, "--data", many)
     assert code == 0 and "ℹ 16 labelled examples" in out and "consider iPET" not in out, out
+    default = clean.parent / "default.yaml"  # no ipet section: pet's default
+    default.write_text(clean.read_text().replace("ipet:\n  generations: 0\n", ""), encoding="utf-8")
+    code, out, _ = run("check", default, "--data", many)
+    assert code == 0 and ("ℹ iPET (pet's default): 3 generations after the first; the last trains each teacher on 2000 "
+                          "examples (16 labelled + 1984 labelled by other teachers)") in out, out
     assert ("⚠ label counts: negative 2, positive 6; imbalanced 3.0 : 1 (add examples of 'negative', "
             "or expect a bias towards the larger labels)") in text
 

@@ -27,6 +27,8 @@ def label_counts(section: Section, session: Session) -> None:
     if len(train) <= IPET_ADVICE_MAX and not config.effective_ipet.enabled and not config.task.multi_label:
         section.add("info", f"with {len(train)} labelled examples, consider iPET (ipet.generations: auto): at 10 it lifted "
                             "the student by 3.5-8.6 points in BENCHMARKS.md, for about 3x the teachers' time")
+    if config.effective_ipet.enabled:
+        ipet_plan(section, session)
     if train.label_sets is not None:  # multi-label: how many examples carry each label
         counts = Counter(index for label_set in train.label_sets for index in label_set)
         sizes = Counter(len(label_set) for label_set in train.label_sets)
@@ -48,6 +50,24 @@ def label_counts(section: Section, session: Session) -> None:
                     counts=per_label, imbalance=ratio)
     else:
         section.add("ok", f"label counts: {shown} (imbalance {ratio:.1f} : 1)", counts=per_label, imbalance=ratio)
+
+
+def ipet_plan(section: Section, session: Session) -> None:
+    """What iPET will do with this labelled set: its generations, the last one's training sets, and how
+    often the unlabeled texts are drawn, so that its cost and a small unlabeled set are seen before training."""
+    from pet.stages.teachers.ipet import generation_size
+
+    config, labelled, unlabeled = session.config, len(session.task.train), len(session.task.unlabeled())
+    ipet = config.effective_ipet
+    final = ipet.count(labelled)
+    size = generation_size(labelled, final, ipet.growth, ipet.zero_shot_examples)
+    origin = " (pet's default)" if config.ipet.generations is None else ""
+    message = (f"iPET{origin}: {final} generations after the first; the last trains each teacher on {size} examples "
+               f"({labelled} labelled + {size - labelled} labelled by other teachers), and stage A trains {final + 1} times "
+               "the teachers of plain PET (ipet.generations: 0)")
+    if size - labelled > unlabeled:
+        message += f"; the {unlabeled} unlabeled texts are too few to draw them once, so each is drawn about {(size - labelled) / unlabeled:.1f} times"
+    section.add("info", message, ipet_generations=final, final_training_examples=size)
 
 
 def text_key(examples: Examples, row: int) -> tuple[str, ...]:
