@@ -353,6 +353,8 @@ class Job:
             "distillation": {**p["distillation"], "max_length": self.spec["max_length"]},
             "runtime": {"device": self.args.device, "precision": self.precision, "eval_batch_size": p["eval_batch_size"]},
         }
+        if "ipet" in self.keys:  # pet's default is iPET for trained teachers; a job that wants it sets it in extra
+            raw["ipet"] = {"generations": 0}
         for section, values in (extra or {}).items():
             raw[section] = {**raw.get(section, {}), **values}
         return config_from_json(raw, source="benchmark config")
@@ -527,8 +529,6 @@ class Job:
                 raise RuntimeError("this pet has no ipet settings: iPET is not available")
             extra["ipet"] = {k: v for k, v in self.profile["ipet"].items() if k in self.keys["ipet"]}
             extra["ipet"]["generations"] = self.ipet_generations(n)
-        elif "ipet" in self.keys:
-            extra["ipet"] = {"generations": 0}  # pet's default is iPET for trained teachers: the pet lines are plain PET
         config = self.run_config(self.fewshot(n, seed), self.unlabeled(), extra)
         test_path = self.test_path()
         started = time.perf_counter()

@@ -124,6 +124,7 @@ def test_a_profile_can_name_its_own_verbalizers_file(tmp_path):
     assert Path(config.verbalizers.file) == REPO / "benchmarks" / "stress" / "sentiment-colours.yaml"
     assert Path(config.patterns.file) == REPO / "patterns" / "sentiment.yaml"  # the patterns stay the task's own
     assert (config.patterns.ids, config.verbalizers.ids) == (["it-was", "it-was-prefix"], ["blue-green"])
+    assert config.effective_ipet.generations == 0  # the pet lines are plain PET; the ipet job asks for its generations
     assert weak.labels() == ["negative", "positive"]
     usual = fewshot.Job(args, fewshot.PROFILES["cpu_auto"], "sst2")
     assert usual.definitions("verbalizers") == REPO / "verbalizers" / "sentiment.yaml"
