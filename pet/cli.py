@@ -129,6 +129,8 @@ def distill_cmd(
 
         manifest = distill(labels, output, overwrite=overwrite, **_overrides(ctx)).manifest
         line = f"student in {output}"
+        if "learning_rate_search" in manifest:
+            line += f"; learning rate {manifest['learning_rate']:g}, kept by the search"
         if "test" in manifest:
             test = manifest["test"]
             line += (f"; test micro-F1 {test['micro_f1']:.4f}, subset accuracy {test['subset_accuracy']:.4f}" if "micro_f1" in test

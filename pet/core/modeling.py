@@ -222,6 +222,6 @@ def auto_learning_rate(model: torch.nn.Module) -> float:
 
 
 def resolved_learning_rate(setting: float | str, model: torch.nn.Module) -> float:
-    if setting == "cv":  # stage A replaces it with the searched rate before anything trains
-        raise ValueError("teachers.learning_rate cv must be resolved by the learning-rate search first")
+    if setting in ("cv", "search"):  # the stage replaces it with the searched rate before anything trains
+        raise ValueError(f"learning_rate {setting} must be resolved by the learning-rate search first")
     return auto_learning_rate(model) if setting == "auto" else float(setting)

@@ -129,7 +129,11 @@ class DistillationConfig(Strict):
     model: str | None = None  # default: the teachers' model
     steps: PositiveInt = 1000  # paper: 5000 on full unlabeled sets; fewer suits a few thousand texts
     batch_size: PositiveInt = 16
-    learning_rate: PositiveFloat | Literal["auto"] = "auto"  # auto: by the student's size, as teachers.learning_rate
+    # auto: by the student's size, as teachers.learning_rate; a number sets it
+    # search: one student per rate of learning_rate_grid, the one with the most labelled examples right is kept
+    # (the student never trains on them; pet/stages/distillation/lr_search.py)
+    learning_rate: PositiveFloat | Literal["auto", "search"] = "auto"
+    learning_rate_grid: list[PositiveFloat] = Field(default_factory=lambda: [1e-5, 2e-5, 5e-5, 1e-4], min_length=1)
     weight_decay: NonNegativeFloat = 0.01
     warmup_steps: NonNegativeInt = 0
     max_grad_norm: PositiveFloat = 1.0
@@ -186,6 +190,22 @@ class RunConfig(Strict):
         reader goes through this, so that the config itself keeps "unset" (a copy with teachers.zero_shot
         turned on must not inherit an auto decided for trained teachers)."""
         return self.ipet.resolved(self.teachers.zero_shot, self.task.multi_label)
+
+
+def check_student_learning_rate(config: RunConfig) -> None:
+    """distillation.learning_rate: search (pet/stages/distillation/lr_search.py) needs labelled examples that the
+    student does not train on. Checked by stage A too, so that a run stops before its teachers, not after them."""
+    settings = config.distillation
+    if settings.learning_rate != "search":
+        return
+    if config.data.train is None:
+        raise PetError("distillation.learning_rate: search scores each student on the labelled set (data.train), and this "
+                       "run has none; set a rate or auto")
+    if settings.gold_weight > 0:
+        raise PetError("distillation.learning_rate: search scores the students on the labelled set, which "
+                       "distillation.gold_weight > 0 trains them on; set gold_weight: 0, or a rate or auto")
+    if config.task.multi_label:
+        raise PetError("distillation.learning_rate: search is not supported for multi-label tasks yet; set a rate or auto")
 
 
 def decision_threshold(config: RunConfig) -> float | None:

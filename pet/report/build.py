@@ -76,6 +76,15 @@ def write_report(run: Path) -> Path:
 
 # --- run: config and timings -------------------------------------------------------------------------
 
+def student_rate(data: RunData) -> str:
+    """The student's learning-rate setting, and with the search the rate it kept and each rate's labelled accuracy."""
+    search = (data.student or {}).get("learning_rate_search")
+    if not search:
+        return str(data.config.distillation.learning_rate)
+    tried = ", ".join(f"{rate}: {accuracy:.2f}" for rate, accuracy in search["accuracy"].items())
+    return f"search -> {search['chosen']:g} (accuracy on the {search['labelled_examples']} labelled examples: {tried})"
+
+
 def run_section(data: RunData) -> str:
     c, t = data.config, data.teachers
     patterns = "; ".join(f"{p['id']}: {p['template']}" for p in t["patterns"])
@@ -89,7 +98,7 @@ def run_section(data: RunData) -> str:
         ("ensemble", (data.soft or {}).get("ensemble", c.labelling.ensemble)),
         ("labelling temperature T", c.labelling.temperature),
         ("student", f"{c.distillation.model or c.model}: {c.distillation.steps} steps, batch {c.distillation.batch_size}, "
-                    f"lr {c.distillation.learning_rate}, gold_weight {c.distillation.gold_weight:g}"),
+                    f"lr {student_rate(data)}, gold_weight {c.distillation.gold_weight:g}"),
         ("labelled set (data.train)", f"{c.data.train} ({t.get('labelled_examples', '?')} examples)" if c.data.train else "none"),
         ("unlabeled set", f"{c.data.unlabeled}" + (f" ({data.soft['statistics']['examples']} soft labels)" if data.soft else "")),
         ("test set (data.test)", f"{c.data.test} ({len(data.test.gold)} examples)" if data.test else (c.data.test or "none")),

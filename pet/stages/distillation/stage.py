@@ -26,9 +26,10 @@ from pet.core.progress import info
 from pet.core.training import EpochSampler, OptimSettings, train
 from pet.errors import PetError
 from pet.io.artifacts import MANIFEST, base_manifest, check_inputs, file_hash, model_reads, read_manifest, reuse_or_refuse, write_json_atomic
-from pet.io.config import RunConfig, stage_config, task_reads
+from pet.io.config import RunConfig, check_student_learning_rate, stage_config, task_reads
 from pet.io.data import open_table
 from pet.io.lock import writing
+from pet.stages.distillation import lr_search
 from pet.stages.distillation.self_training import hardened_targets
 from pet.stages.distillation.student import Student, save_student
 from pet.stages.labelling.soft_labels import read_soft_labels
@@ -47,7 +48,8 @@ def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = N
 
     manifest = read_manifest(labels_dir, "labels")
     config = stage_config(manifest, overrides, STAGE_KEYS, labels_dir)
-    check_gold_set(config, manifest, labels_dir)
+    check_student_learning_rate(config)
+    check_labelled_set(config, manifest, labels_dir)
     reads = stage_reads(config, manifest)
     with writing(output, "pet distill", enabled=current_ranks().main):
         stamp, existing = reuse_or_refuse(output, "student", reads, overwrite, "holds a student from other soft labels or settings")
@@ -65,15 +67,17 @@ def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = N
         started = time.perf_counter()
         device = rank_device(config.runtime.device, ranks)
         temperature = float(manifest["temperature"])
-        student = Student.create(config, labels, device)
-        losses = train_student(student, data, config, temperature, ranks)
-        student, losses, rounds = self_train(student, losses, data, config, labels, temperature, ranks)
+        student, losses, search = first_student(config, labels, data, temperature, ranks, device)
+        trained = lr_search.with_rate(config, search.rate) if search else config  # self-training rounds use the rate kept
+        student, losses, rounds = self_train(student, losses, data, trained, labels, temperature, ranks)
         if not ranks.main:
             ranks.barrier()  # while rank 0 measures, saves and writes the manifest
             return read_manifest(output, "student")
         result = student_manifest(labels_dir, manifest, config, stamp, losses)
         result["reads"] = reads
-        result["learning_rate"] = resolved_learning_rate(config.distillation.learning_rate, student.model)  # the value used
+        result["learning_rate"] = resolved_learning_rate(trained.distillation.learning_rate, student.model)  # the value used
+        if search:
+            result["learning_rate_search"] = search.record
         result["metrics"]["seconds"] = round(time.perf_counter() - started, 2)
         if rounds:  # every student trained, the last one being this folder's (its test metrics are "test")
             result["self_training"] = rounds + [round_record(len(rounds), losses, config, labels, None, ranks)]
@@ -84,6 +88,20 @@ def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = N
         write_json_atomic(output / MANIFEST, result)
         ranks.barrier()
         return result
+
+
+def first_student(config: RunConfig, labels: list[str], data: "DistillationData", temperature: float, ranks: Ranks,
+                  device: torch.device) -> tuple[Student, list[float], lr_search.SearchResult | None]:
+    """The student before any self-training round, its losses, and with ``learning_rate: search`` the search."""
+
+    def fresh_student(settings: RunConfig) -> tuple[Student, list[float]]:
+        student = Student.create(settings, labels, device)
+        return student, train_student(student, data, settings, temperature, ranks)
+
+    if config.distillation.learning_rate != lr_search.SEARCH:
+        return *fresh_student(config), None
+    search = lr_search.search_learning_rate(config, labels, fresh_student)
+    return search.student, search.losses, search
 
 
 def self_train(student: Student, losses: list[float], data: "DistillationData", config: RunConfig, labels: list[str],
@@ -120,8 +138,14 @@ def test_metrics(config: RunConfig, labels: list[str], student: Student) -> dict
             "calibration_definitions": definitions(test.gold)}
 
 
-def check_gold_set(config: RunConfig, manifest: dict[str, Any], labels_dir: Path) -> None:
-    if config.distillation.gold_weight <= 0:
+def reads_labelled_set(config: RunConfig) -> bool:
+    """Stage C reads the labelled set for gold labels in the loss, or to score the learning-rate search."""
+    return config.distillation.gold_weight > 0 or config.distillation.learning_rate == lr_search.SEARCH
+
+
+def check_labelled_set(config: RunConfig, manifest: dict[str, Any], labels_dir: Path) -> None:
+    """The labelled set stage C reads is there, and is the file stage A trained on."""
+    if not reads_labelled_set(config):
         return
     if config.data.train is None:
         raise PetError("distillation.gold_weight > 0 needs a labelled set (data.train); set it to 0 for this run")
@@ -137,9 +161,11 @@ def stage_reads(config: RunConfig, labels: dict[str, Any]) -> dict[str, Any]:
     distillation = settings.model_dump(mode="json")
     if not settings.self_training_rounds:  # a run without rounds reads what it read before they existed
         del distillation["self_training_rounds"], distillation["self_training_threshold"]
+    if settings.learning_rate != lr_search.SEARCH:  # likewise a run without the search
+        del distillation["learning_rate_grid"]
     reads.update({f"distillation.{key}": value for key, value in distillation.items()})
     reads.update(task_reads(config))
-    if settings.gold_weight > 0:
+    if reads_labelled_set(config):
         reads["inputs.data.train"] = file_hash(config.data.train)
     return reads
 
