@@ -606,7 +606,8 @@ class Job:
         timing = {"distillation_s": round(distilled - started, 2), "evaluation_s": round(time.perf_counter() - distilled, 2)}
         rounds = [{k: v for k, v in r.items() if k != "test"} for r in student.get("self_training", [])]  # no test metrics
         self.record(n, seed, f"pet_student_{name}", metrics, stage_ab + distilled - started, used, timing=timing,
-                    student_loss_last=student["metrics"]["loss_last"], lever=overrides, self_training=rounds or None)
+                    student_loss_last=student["metrics"]["loss_last"], lever=overrides, self_training=rounds or None,
+                    learning_rate_search=student.get("learning_rate_search"))
 
     def ipet_generations(self, n: int) -> int:
         """The paper's rule: enough generations for |T| * d^k to reach about 1,000 examples."""
