@@ -30,6 +30,7 @@ ROWS = [
     ("pet_student_st", "5b. PET student distilled into all-MiniLM-L6-v2 (same soft labels)"),
     ("pet_student_gold", "5c. PET student with gold labels in its loss (distillation.gold_weight 1; same soft labels)"),
     ("pet_student_self_train", "5d. PET student after one self-training round (threshold 0.9; same soft labels)"),
+    ("pet_student_lr_search", "5e. PET student, learning rate searched on the labelled set (distillation.learning_rate: search; same soft labels)"),
     ("ipet_ensemble", "iPET final-generation ensemble"),
     ("ipet_student", "6. iPET student (distilled)"),
     ("full_supervised", "7. supervised on the full train set (ceiling; one run, same in every column)"),
@@ -37,7 +38,8 @@ ROWS = [
 
 
 PEERS = ("setfit", "supervised", "supervised_st")  # issue 10: PET must beat the best of these
-OPTIONAL = {"supervised_st", "setfit", "pet_student_st", "pet_student_gold", "pet_student_self_train", "ipet_ensemble"}  # rows left out when never run
+OPTIONAL = {"supervised_st", "setfit", "pet_student_st", "pet_student_gold", "pet_student_self_train", "pet_student_lr_search",
+            "ipet_ensemble"}  # rows left out when never run
 
 
 def read(path: Path) -> list[dict[str, Any]]:
