@@ -42,6 +42,7 @@ import argparse
 import copy
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -620,6 +621,15 @@ class Job:
 # ---------------------------------------------------------------------------------------------
 # Scheduling
 # ---------------------------------------------------------------------------------------------
+def default_work(profile: str, out: Path) -> Path:
+    """The run folders' parent for a results folder: one per (profile, --out), so that two runs into
+    different results folders never share a run folder, nor delete each other's when they end
+    (a shared one is the likely cause of cpu_auto's failed sst2 n32-s2 job of 2026-12-02, whose labels
+    vanished mid-run: failures.jsonl)."""
+    digest = hashlib.sha1(str(out.resolve()).encode("utf-8")).hexdigest()[:8]
+    return Path(tempfile.gettempdir()) / f"pet-fewshot-{profile}-{digest}"
+
+
 def config_from_overrides(config, overrides: dict[str, Any]) -> dict[str, Any]:
     """The distillation settings a lever ran with: the pet job's, with its dotted overrides applied."""
     settings = dict(config.to_json()["distillation"])
@@ -764,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else default_out / args.profile if named else default_out
     args.out = str(out)
     out.mkdir(parents=True, exist_ok=True)
-    args.work = args.work or str(Path(tempfile.gettempdir()) / f"pet-fewshot-{args.profile}")
+    args.work = args.work or str(default_work(args.profile, out))
     if args.report_only:
         from report import report  # benchmarks/report.py
 

@@ -143,3 +143,15 @@ def test_the_benchmarks_ipet_rule_is_pets_auto(tmp_path):
     job = fewshot.Job(args, fewshot.PROFILES["full"], "sst2")
     auto = IpetConfig(generations="auto", growth=fewshot.PROFILES["full"]["ipet"]["growth"])
     assert [job.ipet_generations(n) for n in (1, 10, 32, 40, 100, 200, 999)] == [auto.count(n) for n in (1, 10, 32, 40, 100, 200, 999)]
+
+
+def test_runs_into_different_results_folders_never_share_run_folders(tmp_path):
+    """The default --work is one folder per (profile, --out): two fewshot.py runs side by side, into
+    different results folders, can neither mix their run folders nor delete each other's when one ends."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import fewshot
+
+    a, b = fewshot.default_work("cpu_auto", tmp_path / "a"), fewshot.default_work("cpu_auto", tmp_path / "b")
+    assert a != b and a.parent == b.parent and a.name.startswith("pet-fewshot-cpu_auto-")
+    assert fewshot.default_work("cpu_auto", tmp_path / "a") == a  # a rerun into the same folder finds its runs
+    assert fewshot.default_work("cpu", tmp_path / "a") != a
