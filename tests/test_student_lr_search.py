@@ -50,6 +50,8 @@ def test_the_search_keeps_the_student_with_the_most_labelled_examples_right(proj
         fixed_manifest = read(fixed / "manifest.json")
         assert search["loss_last"][rate] == fixed_manifest["metrics"]["loss_last"]
         assert search["accuracy"][rate] == labelled_accuracy(fixed, project.parent / "train.jsonl")
+        # each rate's test metrics are reported (never used to choose): those of the fixed-rate student
+        assert search["test"][rate] == {k: fixed_manifest["test"][k] for k in ("accuracy", "macro_f1")}
         if float(rate) == search["chosen"]:
             a, b = weights(fixed), weights(searched)
             assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -89,6 +91,7 @@ def test_a_tie_keeps_the_earlier_rate(project, tmp_path, monkeypatch):
               "--distillation.learning_rate", "search", "--data.test", "null"))
     search = read(tmp_path / "tie" / "manifest.json")["learning_rate_search"]
     assert search["accuracy"] == {"0.001": 0.5, "1e-05": 0.5} and search["chosen"] == 1e-3
+    assert "test" not in search  # no test set: nothing to report
 
 
 def test_the_search_is_part_of_what_the_student_was_made_from(project, tmp_path):

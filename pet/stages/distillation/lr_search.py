@@ -46,10 +46,11 @@ class SearchResult:
     record: dict[str, Any]  # the student manifest's learning_rate_search
 
 
-def search_learning_rate(config: RunConfig, labels: list[str],
-                         train: Callable[[RunConfig], tuple[Student, list[float]]]) -> SearchResult:
+def search_learning_rate(config: RunConfig, labels: list[str], train: Callable[[RunConfig], tuple[Student, list[float]]],
+                         measure: Callable[[Student], dict[str, Any] | None]) -> SearchResult:
     """Train a student at every rate of the grid (``train``: a fresh student trained with a config, and its
-    losses) and keep the one with the most labelled examples right."""
+    losses) and keep the one with the most labelled examples right. ``measure`` gives a student's test
+    metrics (None without a test set): recorded for every rate to report them, never used to choose."""
     grid = list(config.distillation.learning_rate_grid)
     labelled = open_table(config, config.data.train, "labelled", tuple(labels), labelled=True).read_all()
     if not len(labelled):
@@ -58,6 +59,7 @@ def search_learning_rate(config: RunConfig, labels: list[str],
     gold = torch.tensor(labelled.labels)
     accuracy: dict[str, float] = {}
     loss_last: dict[str, float] = {}
+    test: dict[str, dict[str, Any]] = {}
     best, best_right = None, -1
     for rate in grid:
         student, losses = train(with_rate(config, rate))
@@ -65,10 +67,13 @@ def search_learning_rate(config: RunConfig, labels: list[str],
         right = int((student.logits(labelled.fields).argmax(-1) == gold).sum())
         accuracy[f"{rate:g}"], loss_last[f"{rate:g}"] = right / len(gold), losses[-1]
         info(f"student learning-rate search: {rate:g} -> {right} of {len(gold)} labelled examples right")
+        metrics = measure(student)
+        if metrics is not None:
+            test[f"{rate:g}"] = {key: metrics[key] for key in ("accuracy", "macro_f1")}
         if right > best_right:  # strictly more: a tie keeps the earlier rate
             best, best_right = SearchResult(student, losses, rate, {}), right
     assert best is not None  # the grid has at least one rate (config validation)
     info(f"student learning-rate search: the student of {best.rate:g} is kept")
     best.record = {"grid": grid, "labelled_examples": len(gold), "accuracy": accuracy, "loss_last": loss_last,
-                   "chosen": best.rate}
+                   "chosen": best.rate, **({"test": test} if test else {})}
     return best

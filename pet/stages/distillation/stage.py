@@ -100,7 +100,10 @@ def first_student(config: RunConfig, labels: list[str], data: "DistillationData"
 
     if config.distillation.learning_rate != lr_search.SEARCH:
         return *fresh_student(config), None
-    search = lr_search.search_learning_rate(config, labels, fresh_student)
+    def measure(student: Student) -> dict[str, Any] | None:
+        return test_metrics(config, labels, student) if config.data.test is not None and ranks.main else None
+
+    search = lr_search.search_learning_rate(config, labels, fresh_student, measure)
     return search.student, search.losses, search
 
 
