@@ -98,11 +98,11 @@ def first_student(config: RunConfig, labels: list[str], data: "DistillationData"
         student = Student.create(settings, labels, device)
         return student, train_student(student, data, settings, temperature, ranks)
 
-    if config.distillation.learning_rate != lr_search.SEARCH:
-        return *fresh_student(config), None
-    def measure(student: Student) -> dict[str, Any] | None:
+    def measure(student: Student) -> dict[str, Any] | None:  # the search reports each rate's test metrics
         return test_metrics(config, labels, student) if config.data.test is not None and ranks.main else None
 
+    if config.distillation.learning_rate != lr_search.SEARCH:
+        return *fresh_student(config), None
     search = lr_search.search_learning_rate(config, labels, fresh_student, measure)
     return search.student, search.losses, search
 
