@@ -86,6 +86,23 @@ def test_cells_with_missing_seeds_are_marked_and_make_verdicts_provisional():
     assert "| iPET student > PET student at n = 10 | results missing for sst2 or agnews | pending |" in text
 
 
+def test_ipet_against_pet_is_compared_on_the_seeds_both_have():
+    # iPET has seed 1 only; PET's seeds 2 and 3 are far lower than its seed 1, so a mean of all of
+    # PET's seeds would credit iPET with the seeds' spread (what the 2026-12-04 GPU run showed)
+    rows = []
+    for task, pet_seeds, ipet_seed1 in (("sst2", (0.80, 0.68, 0.70), 0.83), ("agnews", (0.74, 0.80, 0.72), 0.84)):
+        rows += [line(task, "pet_student", 10, seed, acc) for seed, acc in zip((1, 2, 3), pet_seeds)]
+        rows.append(line(task, "ipet_student", 10, 1, ipet_seed1))
+    text = report.targets(rows)
+    assert ("| iPET student > PET student at n = 10 (same seeds) | 83.5 vs 77.0 (+6.5 points; seeds sst2 1; agnews 1) | "
+            "provisional yes (sst2 ipet_student n = 10: 1 of 3 seeds; agnews ipet_student n = 10: 1 of 3 seeds) |") in text
+    seeds = report.by_seed(rows)
+    assert report.paired_means(seeds, "ipet_student", "pet_student", 10) == pytest.approx((0.835, 0.77, "sst2 1; agnews 1"))
+    assert report.paired_means(seeds, "ipet_student", "pet_student", 32) is None
+    no_shared = [r for r in rows if not (r["task"] == "agnews" and r["method"] == "pet_student" and r["seed"] == 1)]
+    assert report.paired_means(report.by_seed(no_shared), "ipet_student", "pet_student", 10) is None
+
+
 def test_peer_rows_name_the_best_peer_and_pet_margin():
     rows = []
     for seed in (1, 2, 3):

@@ -155,3 +155,19 @@ def test_runs_into_different_results_folders_never_share_run_folders(tmp_path):
     assert a != b and a.parent == b.parent and a.name.startswith("pet-fewshot-cpu_auto-")
     assert fewshot.default_work("cpu_auto", tmp_path / "a") == a  # a rerun into the same folder finds its runs
     assert fewshot.default_work("cpu", tmp_path / "a") != a
+
+
+def test_the_priority_order_runs_pet_on_every_task_before_ipet():
+    """Issue 10's targets need PET against its peers on every task at n = 10 and 32 (rte too), then
+    iPET against PET at n = 10: a run stopped early by a device's time limit must leave those cells."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import fewshot
+
+    jobs = fewshot.plan(fewshot.PROFILES["gpu_auto"], done={("sst2", "pet", 32, 1)})
+    kinds = [(task, kind, n) for task, kind, n, _ in jobs]
+    pet = [i for i, (_, kind, _n) in enumerate(kinds) if kind == "pet"]
+    assert len(pet) == 17 and pet == list(range(17))  # every PET cell first (one already done)
+    assert {task for task, kind, _n in kinds[:17]} == {"sst2", "agnews", "rte"}
+    assert kinds[:3] == [("sst2", "pet", 32)] * 2 + [("sst2", "pet", 10)]  # the longest first
+    assert {(task, n) for task, kind, n in kinds[17:23]} == {("sst2", 10), ("agnews", 10)}  # then iPET at n = 10
+    assert len(jobs) == 35
