@@ -143,6 +143,11 @@ def test_imbalance_and_data_option(clean, tmp_path):
     code, out, _ = run("check", default, "--data", many)
     assert code == 0 and ("ℹ iPET (pet's default): 3 generations after the first; the last trains each teacher on 2000 "
                           "examples (16 labelled + 1984 labelled by other teachers)") in out, out
+    code, out, _ = run("check", default, "--data", many, "--patterns.ids", "[it-was]", "--teachers.seeds", "[1]")
+    assert code == 0 and ("ℹ plain PET: iPET needs at least two teachers per generation, since each is taught by the "
+                          "others, and this run has 1 (1 pattern x verbalizer pair x 1 seed); for iPET, pet's default, add a "
+                          "pattern, a verbalizer or a teachers.seeds entry") in out.splitlines(), out
+    assert "generations after the first" not in out and "consider iPET" not in out
     assert ("⚠ label counts: negative 2, positive 6; imbalanced 3.0 : 1 (add examples of 'negative', "
             "or expect a bias towards the larger labels)") in text
 

@@ -77,7 +77,7 @@ def test_unset_generations_mean_ipet_for_trained_single_label_teachers():
 
 def test_the_default_run_is_ipet(tmp_path, tiny_bert, monkeypatch):
     """A config without an ipet section trains iPET generations, labels from the last one and distils;
-    with a single teacher per generation the default is refused in one line that names the way out."""
+    with a single teacher per generation the default is plain PET, said in one line that names the way to iPET."""
     import pet.io.config
 
     monkeypatch.setattr(pet.io.config, "TARGET_IPET_EXAMPLES", 16)  # 8 labelled x 5: one generation after the first
@@ -103,16 +103,24 @@ def test_the_default_run_is_ipet(tmp_path, tiny_bert, monkeypatch):
     assert all(e["path"].startswith("g1/") for e in teachers["teachers"]) and len(teachers["teachers"]) == 4
     assert (tmp_path / "run" / "student" / "manifest.json").exists()
 
-    single = CliRunner().invoke(app, ["train-teachers", str(config), "-o", str(tmp_path / "one"), "--patterns.ids", "[it-was]",
-                                      "--teachers.seeds", "[1]"])
-    assert single.exit_code == 1 and len(single.output.strip().splitlines()) == 1, single.output
-    assert "iPET (on by default for trained teachers) needs at least two teachers per generation" in single.output
-    assert "set ipet.generations: 0 for plain PET" in single.output
-    assert not (tmp_path / "one" / "manifest.json").exists()
-    plain = CliRunner().invoke(app, ["train-teachers", str(config), "-o", str(tmp_path / "one"), "--patterns.ids", "[it-was]",
-                                     "--teachers.seeds", "[1]", "--ipet.generations", "0", "--teachers.steps", "2"])
-    assert plain.exit_code == 0, plain.output
-    assert "ipet" not in json.loads((tmp_path / "one" / "manifest.json").read_text())
+    # one teacher per generation (a new user's one pattern x one verbalizer x one seed): the default is
+    # plain PET, said in one line; iPET asked for is refused, in one line, before anything is written
+    one = ["train-teachers", str(config), "-o", str(tmp_path / "one"), "--patterns.ids", "[it-was]", "--teachers.seeds", "[1]",
+           "--teachers.steps", "2"]
+    asked = CliRunner().invoke(app, [*one, "--ipet.generations", "auto"])
+    assert asked.exit_code == 1 and len(asked.output.strip().splitlines()) == 1, asked.output
+    assert "iPET needs at least two teachers per generation" in asked.output and "set ipet.generations: 0 for plain PET" in asked.output
+    assert not (tmp_path / "one").exists()
+    single = CliRunner().invoke(app, one)
+    assert single.exit_code == 0, single.output
+    assert ("plain PET: iPET needs at least two teachers per generation, since each is taught by the others, and this run "
+            "has 1 (1 pattern x verbalizer pair x 1 seed); for iPET, pet's default, add a pattern") in " ".join(single.output.split())
+    manifest = json.loads((tmp_path / "one" / "manifest.json").read_text())
+    assert "ipet" not in manifest and manifest["config"]["ipet"]["generations"] == 0
+    assert [e["path"] for e in manifest["teachers"]] == ["it-was--bad-good--s1"]
+    # the same teachers as plain PET asked for: kept, not retrained
+    plain = CliRunner().invoke(app, [*one, "--ipet.generations", "0"])
+    assert plain.exit_code == 0 and "all teachers already trained" in plain.output, plain.output
 
 
 IPET = {"ipet.generations": 2, "ipet.growth": 2, "ipet.teacher_fraction": 0.5, "teachers.seeds": [1, 2], "teachers.steps": 2}

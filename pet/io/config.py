@@ -87,7 +87,8 @@ class IpetConfig(Strict):
     # generations after the first; 0 = plain PET; auto = the paper's rule: enough generations for the final
     # training sets to reach about 1,000 examples (ceil(log_d(1000 / |T|)), at least 1; see count below).
     # Unset: auto for trained single-label teachers, where it was measured to help on the benchmark tasks the
-    # model can learn (README "iPET by default"), and 0 for zero-shot or multi-label ones (RunConfig.effective_ipet).
+    # model can learn (README "iPET by default"), and 0 for zero-shot or multi-label ones (RunConfig.effective_ipet)
+    # or for one teacher per generation, which stage A decides once the patterns are read (task.default_ipet_or_plain).
     generations: NonNegativeInt | Literal["auto"] | None = None
     teacher_fraction: float = Field(default=0.25, gt=0.0, le=1.0)  # lambda: share of the other teachers that label
     growth: float = Field(default=5.0, gt=1.0)  # d: the training set of generation j has |T| * d^j examples

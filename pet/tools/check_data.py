@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from pet.io.data import Examples, open_table
+from pet.stages.teachers.task import ipet_fallback_note
 from pet.tools.report import Section
 from pet.tools.session import Session
 
@@ -23,8 +24,11 @@ def label_counts(section: Section, session: Session) -> None:
         section.add("warn", "no labelled examples (teachers.zero_shot): zero-shot accuracy and truncation of the labelled set are skipped")
         return
     section.add("info", f"{len(train)} labelled examples in {where}", examples=len(train))
-    config = session.config
-    if len(train) <= IPET_ADVICE_MAX and not config.effective_ipet.enabled and not config.task.multi_label:
+    config = session.task.config  # with pet's default iPET decided for these teachers
+    pairs = len(session.task.patterns) * len(session.task.verbalizers)
+    if session.config.effective_ipet.enabled and not config.effective_ipet.enabled:  # the default, with one teacher
+        section.add("info", ipet_fallback_note(config, pairs))
+    elif len(train) <= IPET_ADVICE_MAX and not config.effective_ipet.enabled and not config.task.multi_label:
         section.add("info", f"with {len(train)} labelled examples, consider iPET (ipet.generations: auto): at 10 it lifted "
                             "the student by 3.5-8.6 points in BENCHMARKS.md, for about 3x the teachers' time")
     if config.effective_ipet.enabled:
@@ -57,7 +61,7 @@ def ipet_plan(section: Section, session: Session) -> None:
     often the unlabeled texts are drawn, so that its cost and a small unlabeled set are seen before training."""
     from pet.stages.teachers.ipet import generation_size
 
-    config, labelled, unlabeled = session.config, len(session.task.train), len(session.task.unlabeled())
+    config, labelled, unlabeled = session.task.config, len(session.task.train), len(session.task.unlabeled())
     ipet = config.effective_ipet
     final = ipet.count(labelled)
     size = generation_size(labelled, final, ipet.growth, ipet.zero_shot_examples)

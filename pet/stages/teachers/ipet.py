@@ -57,7 +57,7 @@ from pet.stages.teachers.generation import run_generation
 from pet.stages.teachers.manifest import record_member_weights, teachers_manifest
 from pet.stages.teachers.specs import ClassifierSpec, TeacherSpec, derive_seed
 from pet.stages.teachers.supervised import member_specs, supervised_jobs
-from pet.stages.teachers.task import Task
+from pet.stages.teachers.task import IPET_NEEDS_TWO, Task, teachers_per_generation
 from pet.stages.teachers.teacher import (
     TEACHER_FILE,
     UNLABELED_LOGITS,
@@ -233,13 +233,11 @@ def score_unscored(task: Task, ctx: TeacherContext, output: Path, previous: list
 
 
 def check_ipet(task: Task) -> None:
-    teachers = task.config.teachers
-    pairs, members = len(task.patterns) * len(task.verbalizers), len(teachers.seeds) if teachers.supervised else 0
-    first, later = pairs * (1 if teachers.zero_shot else len(teachers.seeds)) + members, pairs * len(teachers.seeds) + members
-    if min(first, later) < 2:
-        unset = " (on by default for trained teachers)" if task.config.ipet.generations is None else ""
-        raise PetError(f"iPET{unset} needs at least two teachers per generation, since each is taught by the others; "
-                       "use more patterns, verbalizers or teachers.seeds, or set ipet.generations: 0 for plain PET")
+    """An iPET asked for (ipet.generations set) with one teacher per generation is refused; pet's default
+    falls back to plain PET before this (task.default_ipet_or_plain)."""
+    if teachers_per_generation(task.config, len(task.patterns) * len(task.verbalizers)) < 2:
+        raise PetError(f"{IPET_NEEDS_TWO}; use more patterns, verbalizers or teachers.seeds, or set "
+                       "ipet.generations: 0 for plain PET")
 
 
 def train_ipet(task: Task, ctx: TeacherContext, output: Path) -> dict[str, Any]:

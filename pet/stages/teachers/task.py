@@ -115,6 +115,7 @@ def prepare_task(config: RunConfig, tokenizer=None) -> Task:
     check_settings(config)
     patterns = load_patterns(config.patterns.file, config.patterns.ids)
     verbalizers = load_verbalizers(config.verbalizers.file, config.verbalizers.ids, config.task.multi_label)
+    config = default_ipet_or_plain(config, len(patterns) * len(verbalizers))
     labels = verbalizers[0].labels
     check_pattern_fields(patterns, config)
     train = read_labelled(config, labels)
@@ -134,6 +135,35 @@ def prepare_task(config: RunConfig, tokenizer=None) -> Task:
     task = Task(config, patterns, verbalizers, labels, tokenizer, train, input_hashes(config))
     check_every_row_fits(task)
     return task
+
+
+def teachers_per_generation(config: RunConfig, pairs: int) -> int:
+    """The fewest teachers any iPET generation has for ``pairs`` pattern x verbalizer pairs: one per pair
+    and seed (zero-shot iPET's generation 0: one per pair), plus the supervised members (one per seed)."""
+    teachers = config.teachers
+    members = len(teachers.seeds) if teachers.supervised else 0
+    first = pairs * (1 if teachers.zero_shot else len(teachers.seeds)) + members
+    return min(first, pairs * len(teachers.seeds) + members)
+
+
+IPET_NEEDS_TWO = "iPET needs at least two teachers per generation, since each is taught by the others"
+
+
+def default_ipet_or_plain(config: RunConfig, pairs: int) -> RunConfig:
+    """The run's config with pet's default iPET decided for its teachers. iPET is the default for trained
+    single-label teachers, and it needs two teachers per generation: a run that left ipet.generations
+    unset with one (a new user's one pattern x one verbalizer x one seed) trains plain PET and says so,
+    where one that asked for iPET is refused (ipet.check_ipet). Stage A and `pet check` say so."""
+    if config.ipet.generations is not None or not config.effective_ipet.enabled or teachers_per_generation(config, pairs) >= 2:
+        return config
+    return config.model_copy(update={"ipet": config.ipet.model_copy(update={"generations": 0})})
+
+
+def ipet_fallback_note(config: RunConfig, pairs: int) -> str:
+    seeds = len(config.teachers.seeds)
+    return (f"plain PET: {IPET_NEEDS_TWO}, and this run has {teachers_per_generation(config, pairs)} ({pairs} pattern x "
+            f"verbalizer pair{'s' if pairs != 1 else ''} x {seeds} seed{'s' if seeds != 1 else ''}); for iPET, pet's default, "
+            "add a pattern, a verbalizer or a teachers.seeds entry")
 
 
 def check_settings(config: RunConfig) -> None:
