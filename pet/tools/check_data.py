@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from pet.io.data import Examples, open_table
-from pet.stages.teachers.task import ipet_fallback_note
+from pet.stages.teachers.task import plain_pet_note
 from pet.tools.report import Section
 from pet.tools.session import Session
 
@@ -25,9 +25,9 @@ def label_counts(section: Section, session: Session) -> None:
         return
     section.add("info", f"{len(train)} labelled examples in {where}", examples=len(train))
     config = session.task.config  # with pet's default iPET decided for these teachers
-    pairs = len(session.task.patterns) * len(session.task.verbalizers)
-    if session.config.effective_ipet.enabled and not config.effective_ipet.enabled:  # the default, with one teacher
-        section.add("info", ipet_fallback_note(config, pairs))
+    note = plain_pet_note(session.config, session.task)
+    if note:
+        section.add("info", note)
     elif len(train) <= IPET_ADVICE_MAX and not config.effective_ipet.enabled and not config.task.multi_label:
         section.add("info", f"with {len(train)} labelled examples, consider iPET (ipet.generations: auto): at 10 it lifted "
                             "the student by 3.5-8.6 points in BENCHMARKS.md, for about 3x the teachers' time")

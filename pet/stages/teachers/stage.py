@@ -30,7 +30,7 @@ from pet.stages.teachers.ipet import train_ipet
 from pet.stages.teachers.lr_search import search_learning_rate
 from pet.stages.teachers.manifest import stage_reads, teachers_manifest
 from pet.stages.teachers.supervised import supervised_jobs
-from pet.stages.teachers.task import Task, ipet_fallback_note, prepare_task
+from pet.stages.teachers.task import Task, plain_pet_note, prepare_task
 
 
 def train_teachers(config: RunConfig, output: Path, *, task: Task | None = None, overwrite: bool = False) -> dict[str, Any]:
@@ -47,8 +47,9 @@ def train_teachers(config: RunConfig, output: Path, *, task: Task | None = None,
                        "(pet adapt CONFIG -o ADAPTED) and train the teachers with --model ADAPTED --adapt.enabled false")
     ranks = current_ranks()
     task = task or prepare_task(config)
-    if config.effective_ipet.enabled and not task.config.effective_ipet.enabled:
-        info(ipet_fallback_note(task.config, len(task.patterns) * len(task.verbalizers)))
+    note = plain_pet_note(config, task)
+    if note:
+        info(note)
     config = task.config  # pet's default iPET decided for these teachers (plain PET with one per generation)
     reads = stage_reads(config, task)
     with writing(output, "pet train-teachers", enabled=ranks.main):

@@ -152,16 +152,19 @@ IPET_NEEDS_TWO = "iPET needs at least two teachers per generation, since each is
 def default_ipet_or_plain(config: RunConfig, pairs: int) -> RunConfig:
     """The run's config with pet's default iPET decided for its teachers. iPET is the default for trained
     single-label teachers, and it needs two teachers per generation: a run that left ipet.generations
-    unset with one (a new user's one pattern x one verbalizer x one seed) trains plain PET and says so,
-    where one that asked for iPET is refused (ipet.check_ipet). Stage A and `pet check` say so."""
+    unset with one (a new user's one pattern x one verbalizer x one seed) trains plain PET, and stage A
+    and `pet check` say so (plain_pet_note); one that asked for iPET is refused (ipet.check_ipet)."""
     if config.ipet.generations is not None or not config.effective_ipet.enabled or teachers_per_generation(config, pairs) >= 2:
         return config
     return config.model_copy(update={"ipet": config.ipet.model_copy(update={"generations": 0})})
 
 
-def ipet_fallback_note(config: RunConfig, pairs: int) -> str:
-    seeds = len(config.teachers.seeds)
-    return (f"plain PET: {IPET_NEEDS_TWO}, and this run has {teachers_per_generation(config, pairs)} ({pairs} pattern x "
+def plain_pet_note(written: RunConfig, task: Task) -> str | None:
+    """The line saying that ``written``, left on pet's default iPET, trains plain PET in ``task``; None when it does not."""
+    if not written.effective_ipet.enabled or task.config.effective_ipet.enabled:
+        return None
+    pairs, seeds = len(task.patterns) * len(task.verbalizers), len(task.config.teachers.seeds)
+    return (f"plain PET: {IPET_NEEDS_TWO}, and this run has {teachers_per_generation(task.config, pairs)} ({pairs} pattern x "
             f"verbalizer pair{'s' if pairs != 1 else ''} x {seeds} seed{'s' if seeds != 1 else ''}); for iPET, pet's default, "
             "add a pattern, a verbalizer or a teachers.seeds entry")
 
