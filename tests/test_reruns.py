@@ -128,7 +128,7 @@ def test_overwrite_keeps_teachers_whose_own_settings_did_not_change(project):
         "it-was--bad-good--s1", "it-was--bad-good--s2", "just--bad-good--s1", "just--bad-good--s2"]
     output = ok(invoke("train-teachers", project, "-o", run / "teachers", "--teachers.seeds", "[1, 2]",
                        "--teachers.steps", "4", "--overwrite"))
-    assert "already trained, skipped" not in output and output.count("retraining (--overwrite)") == 4
+    assert "already trained, skipped" not in output and output.count("--overwrite: retrain it") == 4
     assert all(e["metrics"]["steps"] == 4 for e in manifest(run / "teachers")["teachers"])
 
 

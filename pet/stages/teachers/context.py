@@ -8,6 +8,7 @@ takes these two small objects instead of the whole run config.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -16,8 +17,10 @@ from pet.core.distributed import Ranks
 from pet.core.encoding import PatternEncoder, VerbalizerTokens, verbalizer_tokens
 from pet.core.modeling import autocast_factory
 from pet.core.multilabel import teacher_encoder
+from pet.core.progress import info
 from pet.core.scoring import MaskedLMScorer
-from pet.io.artifacts import fingerprint_of
+from pet.errors import PetError
+from pet.io.artifacts import fingerprint_of, read_json
 from pet.io.config import RuntimeConfig, TeachersConfig
 from pet.io.data import Examples, Table
 from pet.io.patterns import MultiLabelVerbalizer, Pattern, Verbalizer
@@ -69,6 +72,24 @@ class TeacherContext:
             return fingerprint_of({**own, "classifier": spec.to_json(), "seed": spec.seed})
         own = {k: v for k, v in own.items() if k not in ("patterns", "verbalizers", "teachers.seeds") + MEMBER_KEYS}
         return fingerprint_of({**own, "pattern": spec.pattern.to_json(), "verbalizer": spec.verbalizer.to_json(), "seed": spec.seed})
+
+    def finished(self, path: Path, fingerprint: str, what: str, *, thing: str, made: str, redo: str, done: str) -> dict[str, Any] | None:
+        """The record at ``path`` (a teacher's, a fold model's) if it was made from ``fingerprint``, else None.
+
+        A record of other settings or data is refused in one line, or with ``overwrite`` reported and
+        left to be remade: a finished result is never mixed into a run it was not made for.
+        """
+        if not path.exists():
+            return None
+        record = read_json(path, f"{thing} record")
+        if record.get("fingerprint") != fingerprint:
+            if self.overwrite:
+                info(f"{what}: {made} with other settings or data; --overwrite: {redo} it")
+                return None
+            raise PetError(f"{path}: {thing} was {made} with a different config or data; "
+                           f"rerun with --overwrite to {redo} it, or choose another output folder")
+        info(f"{what}: already {done}, skipped")
+        return record
 
     def tokens(self, pattern: Pattern, verbalizer: Verbalizer | MultiLabelVerbalizer) -> VerbalizerTokens:
         encoder = PatternEncoder(pattern, self.tokenizer, self.settings.max_length)

@@ -119,7 +119,8 @@ def cross_validate(specs: Sequence[FoldSpec | ClassifierSpec], ctx: TeacherConte
         if ctx.ranks.owner(number - 1) != ctx.ranks.rank:
             continue
         what = f"cross-validation {number}/{len(specs)} {spec.name}"
-        if finished_fold(spec, ctx, output, what) is None:
+        if ctx.finished(fold_path(output, spec), fold_fingerprint(ctx, spec), what,
+                        thing="cross-validation", made="computed", redo="recompute", done="scored") is None:
             run_fold(spec, ctx, output, assignment, what)
     ctx.ranks.barrier()
     records = [read_json(fold_path(output, spec), "cross-validation record") for spec in specs]
@@ -133,21 +134,6 @@ def fold_path(output: Path, spec: FoldSpec | ClassifierSpec) -> Path:
 def fold_fingerprint(ctx: TeacherContext, spec: FoldSpec | ClassifierSpec) -> str:
     """What one fold model is made from: its configuration's teacher fingerprint (seedless), the folds, its fold."""
     return fingerprint_of({"configuration": ctx.fingerprint(spec), "cv_folds": ctx.settings.cv_folds, "fold": spec.fold})
-
-
-def finished_fold(spec: FoldSpec | ClassifierSpec, ctx: TeacherContext, output: Path, what: str) -> dict[str, Any] | None:
-    path = fold_path(output, spec)
-    if not path.exists():
-        return None
-    record = read_json(path, "cross-validation record")
-    if record.get("fingerprint") != fold_fingerprint(ctx, spec):
-        if ctx.overwrite:
-            info(f"{what}: computed with other settings or data; recomputing (--overwrite)")
-            return None
-        raise PetError(f"{path}: cross-validation was computed with a different config or data; rerun with --overwrite "
-                       f"to recompute it, or choose another output folder")
-    info(f"{what}: already scored, skipped")
-    return record
 
 
 def run_fold(spec: FoldSpec | ClassifierSpec, ctx: TeacherContext, output: Path, assignment: list[int], what: str) -> dict[str, Any]:

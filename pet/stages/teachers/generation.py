@@ -11,7 +11,6 @@ from typing import Any
 
 from pet.core.classifier import CLASSIFIER, PATTERN
 from pet.core.progress import info
-from pet.errors import PetError
 from pet.io.artifacts import read_json
 from pet.stages.teachers.context import TeacherContext, TeacherJob
 from pet.stages.teachers.specs import ClassifierSpec
@@ -28,25 +27,12 @@ def run_generation(jobs: list[TeacherJob], ctx: TeacherContext, output: Path) ->
         if ctx.ranks.owner(number - 1) != ctx.ranks.rank:
             continue
         what = f"teacher {number}/{len(jobs)} {job.path}"
-        if finished_record(job, ctx, output, what) is None:
+        done = "set up" if job.spec.seed is None else "trained"
+        if ctx.finished(output / job.path / TEACHER_FILE, ctx.fingerprint(job.spec), what,
+                        thing="teacher", made="trained", redo="retrain", done=done) is None:
             run_job(job, ctx, output, what)
     ctx.ranks.barrier()
     return [manifest_entry(job, read_json(output / job.path / TEACHER_FILE, "teacher record")) for job in jobs]
-
-
-def finished_record(job: TeacherJob, ctx: TeacherContext, output: Path, what: str) -> dict[str, Any] | None:
-    folder = output / job.path
-    if not (folder / TEACHER_FILE).exists():
-        return None
-    record = read_json(folder / TEACHER_FILE, "teacher record")
-    if record.get("fingerprint") != ctx.fingerprint(job.spec):
-        if ctx.overwrite:
-            info(f"{what}: trained with other settings or data; retraining (--overwrite)")
-            return None
-        raise PetError(f"{folder}: teacher was trained with a different config or data; rerun with --overwrite "
-                       f"to retrain it, or choose another output folder")
-    info(f"{what}: already {'set up' if job.spec.seed is None else 'trained'}, skipped")
-    return record
 
 
 def run_job(job: TeacherJob, ctx: TeacherContext, output: Path, what: str) -> dict[str, Any]:
