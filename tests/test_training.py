@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pet.errors import PetError
-from pet.core.training import LOSS_CHECK_EVERY, OptimSettings, train
+from pet.core.training import FUSED_ADAMW, LOSS_CHECK_EVERY, OptimSettings, parameter_groups, train
 
 
 def quadratic(target: float):
@@ -33,6 +33,34 @@ def test_returns_every_loss_in_order_across_check_chunks():
     assert losses[0] == pytest.approx(100.0)  # (0 - 10)^2 before the first update
     assert all(later < earlier for earlier, later in zip(losses, losses[1:]))
     assert not model.training  # left in eval mode
+
+
+def test_the_loop_uses_fused_adamw_on_the_cpu(monkeypatch):
+    made = []
+    monkeypatch.setattr(torch.optim, "AdamW", lambda *args, **kwargs: made.append(kwargs) or torch.optim.SGD(*args, lr=0.1))
+    model, step_loss = quadratic(1.0)
+    train(model, step_loss, settings(2), torch.device("cpu"), "fp32", "toy")
+    assert "cpu" in FUSED_ADAMW and made == [{"lr": 0.1, "fused": True}]
+
+
+def test_fused_adamw_on_the_cpu_takes_the_default_paths_steps():
+    """What the switch to the fused kernel may change: float rounding, not the update rule (decoupled
+    weight decay, bias correction, the no-decay group). Ten steps of a small MLP, both ways."""
+    def trained(fused: bool, steps: int = 10) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 3))
+        optimizer = torch.optim.AdamW(parameter_groups(model, 0.01), lr=1e-2, fused=fused or None)
+        inputs, targets = torch.randn(32, 8), torch.randint(0, 3, (32,))
+        for _ in range(steps):
+            torch.nn.functional.cross_entropy(model(inputs), targets).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        return [p.detach().clone() for p in model.parameters()]
+
+    fused, default, start = trained(True), trained(False), trained(True, steps=0)
+    assert all((a - b).abs().max() > 0.01 for a, b in zip(fused, start))  # every tensor moved: the comparison means something
+    for a, b in zip(fused, default):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("bad_step", [1, LOSS_CHECK_EVERY, LOSS_CHECK_EVERY + 7])
