@@ -166,6 +166,32 @@ def project(tmp_path, tiny_bert) -> Path:
     return write_project(tmp_path, tiny_bert)
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto` (pyproject's addopts): one worker per core, at most four.
+
+    The suite's long tests are subprocess runs and real-model training, each worth a core; past
+    four workers the files are too few to keep more busy, and every worker pays torch's import.
+    """
+    return min(cores(), 4)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """The `long` tests first (a stable sort: otherwise in file order). With `--dist loadfile` a file
+    goes to a worker in the order of its first test, so the long files start at once and the many
+    short ones fill the workers in around them, instead of one long file starting last."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
+def cores() -> int:
+    """The cores this process may run on (a container's share, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def cores_per_worker() -> int:
+    """The cores a test may use for its own threads without oversubscribing its neighbours'."""
+    return max(1, cores() // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """Run in-process torch work on one thread.

@@ -220,6 +220,7 @@ def test_import_pet_stays_light():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.long
 def test_example_script_runs_end_to_end(tmp_path, tiny_bert):
     """examples/python_api.py on the shipped example data, offline, with the tiny model and tiny budgets."""
     script = REPO / "examples" / "python_api.py"

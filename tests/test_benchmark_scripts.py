@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SHARED, SHARED_DATA, SHARED_MODEL
+from conftest import REPO, SHARED, SHARED_DATA, SHARED_MODEL, cores_per_worker
 
-pytestmark = pytest.mark.skipif(not (SHARED_MODEL.exists() and (SHARED_DATA / "rte").exists()),
-                                reason="needs ../shared/models/minilm-l6-mlm and ../shared/data")
+pytestmark = [pytest.mark.long, pytest.mark.skipif(not (SHARED_MODEL.exists() and (SHARED_DATA / "rte").exists()),
+                                                   reason="needs ../shared/models/minilm-l6-mlm and ../shared/data")]
 
 
 def script_env() -> dict[str, str]:
@@ -93,13 +93,14 @@ def test_throughput_reports_steps_per_second():
     assert "teacher steps/s in total" in done.stderr
 
 
-def test_fewshot_pet_job_measures_the_student_levers_on_the_same_soft_labels(tmp_path):
+def test_fewshot_pet_job_measures_the_student_levers_on_the_same_soft_labels(tmp_path, tiny_bert):
     out = tmp_path / "results"
-    # sst2 (128 tokens) and samples of its pools: the pipeline and its records are checked, not the numbers
+    # sst2 (128 tokens) and samples of its pools on the tiny BERT (--model): the pipeline and its
+    # records are checked, not the numbers
     done = run_script("benchmarks/fewshot.py", "--profile", "cpu", "--tasks", "sst2", "--methods", "pet", "--seeds", "1",
                       "--set", "teachers.steps", "2", "--set", "distillation.steps", "2", "--set", "unlabeled_limit", "40",
-                      "--set", "test_limit", "24", "--set", "student_st", "false", "--device", "cpu", "--threads", "2",
-                      "--model", str(SHARED_MODEL), "--shared", str(SHARED), "--out", str(out), "--work", str(tmp_path / "work"))
+                      "--set", "test_limit", "24", "--set", "student_st", "false", "--device", "cpu", "--threads", str(cores_per_worker()),
+                      "--model", str(tiny_bert), "--shared", str(SHARED), "--out", str(out), "--work", str(tmp_path / "work"))
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {row["method"]: row for row in map(json.loads, (out / "fewshot.jsonl").read_text().splitlines())}
     assert {"pet_ensemble", "pet_student", "pet_student_gold", "pet_student_self_train"} <= set(rows)
@@ -108,7 +109,7 @@ def test_fewshot_pet_job_measures_the_student_levers_on_the_same_soft_labels(tmp
                                                        "distillation.self_training_threshold": 0.9}
     # every line is scored on the same 24-example sample of the test set, and says the --model it ran on
     assert {rows[m]["test_examples"] for m in rows} == {24}
-    assert {rows[m]["model"] for m in rows} == {str(SHARED_MODEL)}
+    assert {rows[m]["model"] for m in rows} == {str(tiny_bert)}
 
 
 def test_a_profile_can_name_its_own_verbalizers_file(tmp_path):

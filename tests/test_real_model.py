@@ -9,11 +9,10 @@ ensemble 0.80, student 0.84, about 105 s of single-thread CPU time (less wall ti
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA, SHARED_MODEL
+from conftest import SHARED_DATA, SHARED_MODEL, cores_per_worker
 from typer.testing import CliRunner
 
 from pet.cli import app
@@ -21,6 +20,7 @@ from pet.cli import app
 SST2 = SHARED_DATA / "sst2"
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.long,
     pytest.mark.skipif(not (SHARED_MODEL / "config.json").exists() or not (SST2 / "test.jsonl").exists(),
                        reason="../shared/models/minilm-l6-mlm or ../shared/data/sst2 not present"),
 ]
@@ -37,7 +37,7 @@ def all_threads():
     import torch
 
     previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
+    torch.set_num_threads(min(cores_per_worker(), 4))  # under pytest -n, only this worker's share
     yield
     torch.set_num_threads(previous)
 

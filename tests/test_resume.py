@@ -35,7 +35,13 @@ def pet_env() -> dict[str, str]:
 def start(config: Path, run: Path, log: Path) -> subprocess.Popen:
     handle = log.open("wb")
     return subprocess.Popen([sys.executable, "-m", "pet", "run", str(config), "-o", str(run)], cwd=config.parent,
-                            env=pet_env(), stdout=handle, stderr=subprocess.STDOUT)
+                            env=pet_env(), stdout=handle, stderr=subprocess.STDOUT, preexec_fn=default_sigint)
+
+
+def default_sigint() -> None:
+    """Ctrl-C as a terminal delivers it: a suite started in the background (`cmd &`, nohup, some CI
+    runners) passes SIGINT on as ignored, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finish(config: Path, run: Path, log: Path) -> str:
@@ -158,6 +164,7 @@ def resumable(tmp_path_factory, tiny_bert):
     return root, config, reference
 
 
+@pytest.mark.long
 def test_sigkill_and_ctrl_c_in_each_stage_then_resume(resumable):
     root, config, reference = resumable
     run = root / "killed"

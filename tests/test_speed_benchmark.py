@@ -41,6 +41,7 @@ def speed():
     return load_speed()
 
 
+@pytest.mark.long
 def test_tiny_budget_reports_every_stage_and_writes_the_block(tmp_path, tiny_bert):
     train = write_jsonl(tmp_path / "train.jsonl", [{"id": f"t{i}", "text": f"{text} {i % 3}", "label": label}
                                                    for i, (label, text) in enumerate(list(TOPICS.items()) * 2)])
