@@ -331,10 +331,10 @@ class Job:
         log(f"{self.task} n={n} s={seed} {method}: acc {acc if acc is None else round(acc, 4)} ({wall:.1f}s)")
 
     def table(self, path: Path, labelled: bool = True, labels=None):
-        from pet.io.data import Table
+        from pet.io.data import Columns, Table
 
-        return Table(path, path.name, self.spec["fields"], "id", "label" if labelled else None,
-                     labels if labelled else None).read_all()
+        columns = Columns(self.spec["fields"], "id", "label", tuple(labels)) if labelled else Columns(self.spec["fields"])
+        return Table(path, path.name, columns).read_all()
 
     def labels(self) -> list[str]:
         from pet.io.patterns import load_verbalizers

@@ -20,7 +20,7 @@ from pet.core.calibration import TEMPERATURE_BOUNDS, at_temperature, calibration
 from pet.core.ensemble import EnsembleWeights, ensemble_of, ensemble_weights
 from pet.io.artifacts import MANIFEST, checked_manifest, read_json
 from pet.io.config import RunConfig, config_from_json, decision_threshold
-from pet.io.data import Examples, Table, multi_label_rule
+from pet.io.data import Examples, open_table
 from pet.errors import PetError
 
 
@@ -51,10 +51,7 @@ class ModelFolder:
 
 
 def read_examples(config: RunConfig, path: Path, labels: list[str], labelled: bool) -> Examples:
-    data = config.data
-    table = Table(path, "evaluation data", data.fields, data.id_column,
-                  data.label_column if labelled else None, labels if labelled else None, multi_label=multi_label_rule(config))
-    return table.read_all()
+    return open_table(config, path, "evaluation data", labels, labelled).read_all()
 
 
 def student_logits(model_dir: Path, manifest: dict[str, Any], config: RunConfig, examples: Examples) -> torch.Tensor:

@@ -355,11 +355,11 @@ def test_the_supervised_member_of_a_multi_label_run_is_a_multi_label_classifier(
 
 
 def test_labels_in_a_csv_column_split_at_the_separator(tmp_path):
-    from pet.io.data import MultiLabelRule, Table
+    from pet.io.data import Columns, MultiLabelRule, Table
 
     path = tmp_path / "train.csv"
     path.write_text("id,text,labels\na,good food cheap,food| price\nb,nothing,\nc,rude,service\n", encoding="utf-8")
-    table = Table(path, "labelled", {"text": "text"}, "id", "labels", LABELS, multi_label=MultiLabelRule(True, "|"))
+    table = Table(path, "labelled", Columns({"text": "text"}, "id", "labels", tuple(LABELS), MultiLabelRule(True, "|")))
     assert table.read_all().label_sets == [(0, 2), (), (1,)]
     with pytest.raises(PetError, match="set task.label_separator to split a text"):
-        Table(path, "labelled", {"text": "text"}, "id", "labels", LABELS, multi_label=MultiLabelRule(True)).read_all()
+        Table(path, "labelled", Columns({"text": "text"}, "id", "labels", tuple(LABELS), MultiLabelRule(True))).read_all()

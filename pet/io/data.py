@@ -138,21 +138,43 @@ def _id_hash(value) -> int:
     return int.from_bytes(hashlib.blake2b(str(value).encode("utf-8"), digest_size=8).digest(), "little")
 
 
+@dataclass(frozen=True)
+class MultiLabelRule:
+    """How a multi-label task's label lists are read (from the run config's ``task`` section)."""
+
+    allow_empty: bool = True  # an empty list: none of the labels applies
+    separator: str | None = None  # labels given as one text ("a|b") are split at this
+
+
+@dataclass(frozen=True)
+class Columns:
+    """What a data file's rows must hold: a column per pattern field, an optional id column and, for a
+    labelled file, the label column and the verbalizer's labels (in class-index order)."""
+
+    fields: dict[str, str]  # pattern placeholder -> column
+    id_column: str = "id"  # files without it get ids "row-<n>"
+    label_column: str | None = None  # None: an unlabeled file (labels are then ignored)
+    labels: tuple[str, ...] | None = None
+    multi_label: MultiLabelRule | None = None  # None: single-label (one label per row)
+
+    @property
+    def labelled(self) -> bool:
+        return self.label_column is not None and self.labels is not None
+
+
 class Table:
     """One data file, validated against the run's fields and labels, read in chunks on demand."""
 
-    def __init__(self, path: Path, role: str, fields: dict[str, str], id_column: str,
-                 label_column: str | None, labels: Sequence[str] | None, allow_empty: bool = False,
-                 multi_label: "MultiLabelRule | None" = None):
-        self.path, self.role, self.fields = path, role, dict(fields)
+    def __init__(self, path: Path, role: str, columns: Columns, allow_empty: bool = False):
+        self.path, self.role, self.fields = path, role, dict(columns.fields)
         self.dataset = open_dataset(path, role)
         if len(self.dataset) == 0 and not allow_empty:
             raise PetError(f"{path}: {role} file has no rows; add examples or {role_hint(role)}")
-        check_columns(self.dataset, path, role, list(fields.values()) + ([label_column] if label_column else []))
-        self.id_column = id_column if id_column in self.dataset.column_names else None
-        self.label_column = label_column
-        self.label_index = {name: i for i, name in enumerate(labels)} if labels is not None else None
-        self.multi_label = multi_label  # None: single-label (one label per row)
+        self.label_column = columns.label_column if columns.labelled else None
+        check_columns(self.dataset, path, role, list(self.fields.values()) + ([self.label_column] if self.label_column else []))
+        self.id_column = columns.id_column if columns.id_column in self.dataset.column_names else None
+        self.label_index = {name: i for i, name in enumerate(columns.labels)} if columns.labelled else None
+        self.multi_label = columns.multi_label
         self._check_ids()
 
     def __len__(self) -> int:
@@ -215,7 +237,7 @@ class Table:
                     shown = "missing" if value is None else f"not text ({type(value).__name__})"
                     raise PetError(f"{self.path}: example '{ids[i]}': column '{column}' is {shown}; give it a text or remove the row")
             fields[name] = list(values)
-        if not (self.label_column and self.label_index is not None):
+        if self.label_index is None:
             return Examples(ids, fields)
         values = rows[self.label_column]
         if self.multi_label is not None:
@@ -256,14 +278,6 @@ class Table:
         return tuple(sorted(indices))
 
 
-@dataclass(frozen=True)
-class MultiLabelRule:
-    """How a multi-label task's label lists are read (from the run config's ``task`` section)."""
-
-    allow_empty: bool = True  # an empty list: none of the labels applies
-    separator: str | None = None  # labels given as one text ("a|b") are split at this
-
-
 def check_label_coverage(examples: Examples, labels: Sequence[str], path: Path, verbalizer_file: Path) -> None:
     """Every verbalizer label should occur in the labelled set: otherwise that class is never trained."""
     if examples.label_sets is not None:
@@ -278,11 +292,16 @@ def check_label_coverage(examples: Examples, labels: Sequence[str], path: Path, 
         )
 
 
-def open_table(config, path: Path, role: str, labels: tuple[str, ...] | None, labelled: bool) -> Table:
-    """A data file of a run, read with the run config's (``RunConfig``) column mapping."""
+def run_columns(config, labels: Sequence[str] | None, labelled: bool) -> Columns:
+    """The columns of a run's data files, from its config (``RunConfig``); unlabeled when ``labelled`` is false."""
     data = config.data
-    return Table(path, role, data.fields, data.id_column, data.label_column if labelled else None, labels if labelled else None,
-                 multi_label=multi_label_rule(config))
+    return Columns(data.fields, data.id_column, data.label_column if labelled else None,
+                   tuple(labels) if labelled and labels is not None else None, multi_label_rule(config))
+
+
+def open_table(config, path: Path, role: str, labels: Sequence[str] | None, labelled: bool, allow_empty: bool = False) -> Table:
+    """A data file of a run, read with the run config's (``RunConfig``) column mapping."""
+    return Table(path, role, run_columns(config, labels, labelled), allow_empty)
 
 
 def multi_label_rule(config) -> MultiLabelRule | None:

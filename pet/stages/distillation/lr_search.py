@@ -52,7 +52,7 @@ def search_learning_rate(config: RunConfig, labels: list[str], train: Callable[[
     losses) and keep the one with the most labelled examples right. ``measure`` gives a student's test
     metrics (None without a test set): recorded for every rate to report them, never used to choose."""
     grid = list(config.distillation.learning_rate_grid)
-    labelled = open_table(config, config.data.train, "labelled", tuple(labels), labelled=True).read_all()
+    labelled = open_table(config, config.data.train, "labelled", labels, labelled=True).read_all()
     if not len(labelled):
         raise PetError(f"{config.data.train}: distillation.learning_rate: search scores the students on the labelled set, "
                        "and it has no rows; set a rate or auto")

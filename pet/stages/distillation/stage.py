@@ -136,7 +136,7 @@ def round_record(number: int, losses: list[float], config: RunConfig, labels: li
 
 
 def test_metrics(config: RunConfig, labels: list[str], student: Student) -> dict[str, Any]:
-    test = open_table(config, config.data.test, "test", tuple(labels), labelled=True).read_all()
+    test = open_table(config, config.data.test, "test", labels, labelled=True).read_all()
     return {**prediction_metrics(test.gold, student.logits(test.fields), labels, config.task.threshold),
             "calibration_definitions": definitions(test.gold)}
 
@@ -189,7 +189,7 @@ class DistillationData:
             raise PetError(f"{labels_dir}: the soft-label set is empty; the student has nothing to learn from")
         gold_texts, gold_labels = None, torch.empty(0, dtype=torch.long)
         if config.distillation.gold_weight > 0:
-            train_set = open_table(config, config.data.train, "labelled", tuple(manifest["labels"]), labelled=True).read_all()
+            train_set = open_table(config, config.data.train, "labelled", manifest["labels"], labelled=True).read_all()
             gold_texts, gold_labels = train_set.fields, training_gold(train_set, len(manifest["labels"]))
         return cls(texts, torch.from_numpy(probs.copy()), gold_texts, gold_labels)
 

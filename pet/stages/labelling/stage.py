@@ -95,7 +95,7 @@ def label(teachers_dir: Path, output: Path, overrides: dict[str, Any] | None = N
 def data_tables(config: RunConfig, labels: list[str]) -> dict[str, Table]:
     tables = {"unlabeled": open_table(config, config.data.unlabeled, "unlabeled", None, labelled=False)}
     if config.data.test is not None:
-        tables["test"] = open_table(config, config.data.test, "test", tuple(labels), labelled=True)
+        tables["test"] = open_table(config, config.data.test, "test", labels, labelled=True)
     return tables
 
 

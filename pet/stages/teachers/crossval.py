@@ -54,14 +54,18 @@ FOLD_SEED = "cv-folds"  # the folds' shuffle derives its seed from this, for eve
 
 
 def check_settings(config: RunConfig) -> None:
-    if config.labelling.ensemble != "cv":
-        return
+    if config.labelling.ensemble == "cv":
+        require_labelled_folds(config, "labelling.ensemble: cv", "weights teachers by cross-validation",
+                               "use labelling.ensemble wmean or mean")
+
+
+def require_labelled_folds(config: RunConfig, setting: str, does: str, instead: str) -> None:
+    """A setting that trains on folds of the labelled set needs labelled examples, one label each
+    (multi-label folds would need stratifying and scoring per class)."""
     if config.teachers.zero_shot:
-        raise PetError("labelling.ensemble: cv weights teachers by cross-validation on the labelled set, and "
-                       "teachers.zero_shot: true trains on none; use labelling.ensemble wmean or mean")
+        raise PetError(f"{setting} {does} on the labelled set, and teachers.zero_shot: true trains on none; {instead}")
     if config.task.multi_label:
-        raise PetError("labelling.ensemble: cv is not supported for multi-label tasks yet (its folds and scores are "
-                       "per class); use labelling.ensemble wmean or mean")
+        raise PetError(f"{setting} is not supported for multi-label tasks yet (its folds and scores are per class); {instead}")
 
 
 def check_folds(config: RunConfig, labelled: Examples, labels: Sequence[str]) -> None:

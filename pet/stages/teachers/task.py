@@ -22,7 +22,6 @@ from pet.io.data import (
     Examples,
     Table,
     check_label_coverage,
-    multi_label_rule,
     open_table,
 )
 from pet.io.patterns import (
@@ -188,14 +187,8 @@ def check_settings(config: RunConfig) -> None:
 
 def check_learning_rate_search(config: RunConfig) -> None:
     """teachers.learning_rate: cv (lr_search.py) needs labelled examples of a single-label task."""
-    if config.teachers.learning_rate != "cv":
-        return
-    if config.teachers.zero_shot:
-        raise PetError("teachers.learning_rate: cv searches a rate by training on the labelled set, and "
-                       "teachers.zero_shot: true trains on none; set a rate or auto")
-    if config.task.multi_label:
-        raise PetError("teachers.learning_rate: cv is not supported for multi-label tasks yet (its folds and scores are "
-                       "per class); set a rate or auto")
+    if config.teachers.learning_rate == "cv":
+        crossval.require_labelled_folds(config, "teachers.learning_rate: cv", "searches a rate by training", "set a rate or auto")
 
 
 def check_student_model(config: RunConfig, labels: tuple[str, ...]) -> None:
@@ -265,8 +258,7 @@ def read_labelled(config: RunConfig, labels: tuple[str, ...]) -> Examples:
         if not zero_shot:
             raise PetError(f"{path}: labelled file has no rows; add labelled examples, or {hint}")
         return empty_examples(config)
-    table = Table(path, "labelled", config.data.fields, config.data.id_column, config.data.label_column, labels,
-                  allow_empty=True, multi_label=multi_label_rule(config))
+    table = open_table(config, path, "labelled", labels, labelled=True, allow_empty=True)
     if len(table) == 0 and not zero_shot:
         raise PetError(f"{path}: labelled file has no rows; add labelled examples, or {hint}")
     return table.read_all() if len(table) else empty_examples(config)
