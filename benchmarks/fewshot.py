@@ -75,6 +75,10 @@ TASKS: dict[str, dict[str, Any]] = {
     "sst2": {"files": "sentiment", "fields": {"text": "text"}, "max_length": 128},  # sentences: 128 cuts none
     "agnews": {"files": "news", "fields": {"text": "text"}, "max_length": 256},
     "rte": {"files": "nli", "fields": {"premise": "premise", "hypothesis": "hypothesis"}, "max_length": 256},
+    # a task outside ../shared/data (benchmarks/unseen/subj.py builds it; --data names its root), with
+    # patterns and a verbalizer written from scratch before any run
+    "subj": {"patterns": "benchmarks/unseen/subj-patterns.yaml", "verbalizers": "benchmarks/unseen/subj-verbalizers.yaml",
+             "fields": {"text": "text"}, "max_length": 128},
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -203,7 +207,22 @@ GPU_AUTO.update({"ns": [10, 32], "methods": ["pet", "ipet"], "student_st": False
 GPU_AUTO["teachers"].update({"learning_rate": "auto"})
 GPU_AUTO["distillation"].update({"learning_rate": "auto"})
 
-PROFILES = {"full": FULL, "small": SMALL, "cpu": CPU, "cpu_auto": CPU_AUTO, "cpu_weak": CPU_WEAK, "gpu_auto": GPU_AUTO}
+# PET against its peers on a task none of pet's defaults or shipped patterns were made for (issue
+# 10): subj, built by benchmarks/unseen/subj.py from a registry package, with two patterns and one
+# verbalizer written from scratch (benchmarks/unseen/). cpu_auto's teachers, student and peers;
+# PET and iPET at n = 10 and 32; no stage-C levers (budget). Run with --data at the built root.
+CPU_UNSEEN: dict[str, Any] = copy.deepcopy(CPU_AUTO)
+CPU_UNSEEN.update({
+    "tasks": ["subj"],
+    "ns": [10, 32],
+    "methods": ["zero_shot", "supervised", "setfit", "full_supervised", "pet", "ipet"],
+    "pattern_ids": None,  # both patterns of the file
+    "verbalizer_ids": None,
+    "student_levers": {},
+    "order": "priority",  # the peers and PET on every seed first, iPET (the longest jobs) last
+})
+
+PROFILES = {"full": FULL, "small": SMALL, "cpu": CPU, "cpu_auto": CPU_AUTO, "cpu_weak": CPU_WEAK, "cpu_unseen": CPU_UNSEEN, "gpu_auto": GPU_AUTO}
 PEERS = {"setfit": "setfit", "supervised_st": None}  # method -> extra module it needs besides the ST model
 
 
@@ -342,8 +361,8 @@ class Job:
         return list(load_verbalizers(self.definitions("verbalizers"))[0].labels)
 
     def definitions(self, kind: str) -> Path:
-        """The task's patterns or verbalizers file: REPO/<kind>/<files>.yaml unless the profile names its own."""
-        own = (self.profile.get("files") or {}).get(self.task, {}).get(kind)
+        """The task's patterns or verbalizers file: the profile's own, else the task's own, else REPO/<kind>/<files>.yaml."""
+        own = (self.profile.get("files") or {}).get(self.task, {}).get(kind) or self.spec.get(kind)
         return REPO / own if own else REPO / kind / f"{self.spec['files']}.yaml"
 
     def run_config(self, train: Path | None, unlabeled: Path, extra: dict[str, Any] | None = None):
@@ -716,7 +735,7 @@ def plan(profile: dict[str, Any], done: set[tuple]) -> list[tuple]:
         # the ceilings; iPET against PET at n = 10 on sst2 and agnews), then the rest; long jobs
         # first within a tier
         task, kind, n, seed = job
-        weight = cost[kind] * size[task] * (1 + (n or 0) / 100)
+        weight = cost[kind] * size.get(task, 2) * (1 + (n or 0) / 100)
         target_task = task in ("sst2", "agnews")
         if kind in ("zero_shot", "full_supervised", "supervised", "supervised_st", "setfit"):
             tier = 0 if target_task or kind in ("zero_shot", "full_supervised") else 3

