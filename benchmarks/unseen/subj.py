@@ -58,7 +58,9 @@ def sentences(rows: list[dict[str, str]]) -> dict[str, list[tuple[str, str]]]:
     return by_label
 
 
-def build(rows: list[dict[str, str]], seed: int = 0) -> dict[str, list[dict[str, str]]]:
+def build(rows: list[dict[str, str]], seed: int = 0, test_per_label: int = TEST_PER_LABEL) -> dict[str, list[dict[str, str]]]:
+    """Train and test rows from an equal number of sentences per label; test takes whole films (in a
+    random order) until each label has at least test_per_label sentences there."""
     rng = random.Random(seed)
     by_label = {label: sorted(set(pairs)) for label, pairs in sentences(rows).items()}
     size = min(len(pairs) for pairs in by_label.values())
@@ -70,8 +72,8 @@ def build(rows: list[dict[str, str]], seed: int = 0) -> dict[str, list[dict[str,
         for film, _ in pairs:
             per_film[film][label] += 1
     test_films, taken = set(), {label: 0 for label in LABELS}
-    for film in films:  # whole films into test until each label has TEST_PER_LABEL sentences there
-        if min(taken.values()) >= TEST_PER_LABEL:
+    for film in films:
+        if min(taken.values()) >= test_per_label:
             break
         test_films.add(film)
         for label in LABELS:
@@ -80,9 +82,8 @@ def build(rows: list[dict[str, str]], seed: int = 0) -> dict[str, list[dict[str,
     test = [(label, text) for label, pairs in by_label.items() for film, text in pairs if film in test_films]
     rng.shuffle(train)
     rng.shuffle(test)
-    as_rows = lambda split, name: [{"id": f"{name}-{i}", "text": text, "label": label}  # noqa: E731
-                                   for i, (label, text) in enumerate(split)]
-    return {"train": as_rows(train, "train"), "test": as_rows(test, "test")}
+    return {name: [{"id": f"{name}-{i}", "text": text, "label": label} for i, (label, text) in enumerate(split)]
+            for name, split in (("train", train), ("test", test))}
 
 
 def fewshot(train: list[dict[str, str]], n: int, seed: int) -> list[dict[str, str]]:
