@@ -75,10 +75,12 @@ TASKS: dict[str, dict[str, Any]] = {
     "sst2": {"files": "sentiment", "fields": {"text": "text"}, "max_length": 128},  # sentences: 128 cuts none
     "agnews": {"files": "news", "fields": {"text": "text"}, "max_length": 256},
     "rte": {"files": "nli", "fields": {"premise": "premise", "hypothesis": "hypothesis"}, "max_length": 256},
-    # a task outside ../shared/data (benchmarks/unseen/subj.py builds it; --data names its root), with
-    # patterns and a verbalizer written from scratch before any run
+    # tasks outside ../shared/data (benchmarks/unseen/{subj,r8}.py build them; --data names their
+    # root), with patterns and a verbalizer written from scratch before any run
     "subj": {"patterns": "benchmarks/unseen/subj-patterns.yaml", "verbalizers": "benchmarks/unseen/subj-verbalizers.yaml",
              "fields": {"text": "text"}, "max_length": 128},
+    "r8": {"patterns": "benchmarks/unseen/r8-patterns.yaml", "verbalizers": "benchmarks/unseen/r8-verbalizers.yaml",
+           "fields": {"text": "text"}, "max_length": 256},  # newswire stories, median 66 words
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -207,15 +209,16 @@ GPU_AUTO.update({"ns": [10, 32], "methods": ["pet", "ipet"], "student_st": False
 GPU_AUTO["teachers"].update({"learning_rate": "auto"})
 GPU_AUTO["distillation"].update({"learning_rate": "auto"})
 
-# PET against its peers on a task none of pet's defaults or shipped patterns were made for (issue
-# 10): subj, built by benchmarks/unseen/subj.py from a registry package, with two patterns and one
-# verbalizer written from scratch (benchmarks/unseen/). cpu_auto's teachers, student and peers;
-# PET and iPET at n = 10 and 32; no stage-C levers (budget). Run with --data at the built root.
+# PET against its peers on tasks none of pet's defaults or shipped patterns were made for (issue
+# 10): subj (binary) and r8 (eight classes), built by benchmarks/unseen/ from registry packages,
+# each with two patterns and one verbalizer written from scratch (benchmarks/unseen/). cpu_auto's
+# teachers, student and peers; PET and iPET at n = 10 and 32; no stage-C levers (budget). Run with
+# --data at the built root.
 CPU_UNSEEN: dict[str, Any] = copy.deepcopy(CPU_AUTO)
 CPU_UNSEEN.update({
-    "tasks": ["subj"],
+    "tasks": ["subj", "r8"],
     "ns": [10, 32],
-    "methods": ["zero_shot", "supervised", "setfit", "full_supervised", "pet", "ipet"],
+    "methods": ["zero_shot", "supervised", "setfit", "supervised_st", "full_supervised", "pet", "ipet"],
     "pattern_ids": None,  # both patterns of the file
     "verbalizer_ids": None,
     "student_levers": {},

