@@ -3,8 +3,10 @@ unlabeled JSONL, and few-shot sets drawn round-robin over the labels."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 FEWSHOT_NS = (10, 32, 100)
@@ -46,3 +48,22 @@ def write_task(folder: Path, train: list[dict[str, str]], test: list[dict[str, s
             write_jsonl(folder / "fewshot" / f"n{n}-s{seed}.jsonl", fewshot(train, n, seed, labels))
     return {split: {label: sum(r["label"] == label for r in rows) for label in labels}
             for split, rows in (("train", train), ("test", test))}
+
+
+def numbered(splits: dict[str, list[tuple[str, str]]]) -> dict[str, list[dict[str, str]]]:
+    """(label, text) pairs per split -> rows with ids "<split>-<i>" in the order given."""
+    return {name: [{"id": f"{name}-{i}", "text": text, "label": label} for i, (label, text) in enumerate(pairs)]
+            for name, pairs in splits.items()}
+
+
+def build_cli(description: str, task: str, source_help: str, make_splits: Callable[[Path], dict[str, list[dict[str, str]]]],
+              labels: tuple[str, ...], unlabeled_limit: int) -> None:
+    """The builders' shared command line: --source SOURCE --out ROOT writes ROOT/<task> and prints its label counts."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--source", type=Path, required=True, help=source_help)
+    parser.add_argument("--out", type=Path, required=True, help=f"the data root; the task goes to OUT/{task}")
+    args = parser.parse_args()
+    splits = make_splits(args.source)  # read and checked in full before anything is written
+    folder = args.out / task
+    counts = write_task(folder, splits["train"], splits["test"], labels, unlabeled_limit)
+    print(json.dumps({"folder": str(folder), "counts": counts}))

