@@ -31,6 +31,7 @@ ROWS = [
     ("pet_student_gold", "5c. PET student with gold labels in its loss (distillation.gold_weight 1; same soft labels)"),
     ("pet_student_self_train", "5d. PET student after one self-training round (threshold 0.9; same soft labels)"),
     ("pet_student_lr_search", "5e. PET student, learning rate searched on the labelled set (distillation.learning_rate: search; same soft labels)"),
+    ("pet_student_balanced", "5f. PET student, batches balanced over the predicted classes (distillation.class_weights: balanced; same soft labels)"),
     ("ipet_ensemble", "iPET final-generation ensemble"),
     ("ipet_student", "6. iPET student (distilled)"),
     ("full_supervised", "7. supervised on the full train set (ceiling; one run, same in every column)"),
@@ -39,7 +40,7 @@ ROWS = [
 
 PEERS = ("setfit", "supervised", "supervised_st")  # issue 10: PET must beat the best of these
 OPTIONAL = {"supervised_st", "setfit", "pet_student_st", "pet_student_gold", "pet_student_self_train", "pet_student_lr_search",
-            "ipet_ensemble"}  # rows left out when never run
+            "pet_student_balanced", "ipet_ensemble"}  # rows left out when never run
 
 
 def read(path: Path) -> list[dict[str, Any]]:
@@ -323,6 +324,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         "pet_ensemble": ("PET ensemble", "tab:blue", "^"),
         "pet_student": ("PET student", "tab:red", "o"),
         "pet_student_st": ("PET student into all-MiniLM-L6-v2", "tab:pink", "P"),
+        "pet_student_balanced": ("PET student, class_weights: balanced", "tab:brown", "o"),
         "setfit": ("SetFit (all-MiniLM-L6-v2)", "tab:orange", "X"),
         "supervised_st": ("supervised, all-MiniLM-L6-v2", "tab:olive", "s"),
         "ipet_student": ("iPET student", "tab:purple", "D"),

@@ -140,6 +140,9 @@ class DistillationConfig(Strict):
     max_grad_norm: PositiveFloat = 1.0
     max_length: PositiveInt = 256
     gold_weight: NonNegativeFloat = 0.0  # weight of cross-entropy on the labelled set, added to the KL term
+    # none: batches drawn uniformly from the soft-label set; balanced: drawn so that every class the soft labels
+    # predict comes up equally often (pet/stages/distillation/balance.py), for pools where a class is rare
+    class_weights: Literal["none", "balanced"] = "none"
     seed: int = 42
     # Self-training: after distillation, this many rounds in which a fresh student learns the soft labels with
     # the previous student's confident predictions (probability >= self_training_threshold) made hard (one-hot)
@@ -191,6 +194,15 @@ class RunConfig(Strict):
         reader goes through this, so that the config itself keeps "unset" (a copy with teachers.zero_shot
         turned on must not inherit an auto decided for trained teachers)."""
         return self.ipet.resolved(self.teachers.zero_shot, self.task.multi_label)
+
+
+def check_student_settings(config: RunConfig) -> None:
+    """Stage C's settings that depend on the rest of the run; checked by stage A too, so that a run stops
+    before its teachers, not after them."""
+    check_student_learning_rate(config)
+    if config.distillation.class_weights != "none" and config.task.multi_label:
+        raise PetError("distillation.class_weights: balanced needs one predicted class per text and this task is multi-label; "
+                       "set class_weights: none")
 
 
 def check_student_learning_rate(config: RunConfig) -> None:

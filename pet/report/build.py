@@ -99,7 +99,7 @@ def run_section(data: RunData) -> str:
         ("ensemble", (data.soft or {}).get("ensemble", c.labelling.ensemble)),
         ("labelling temperature T", c.labelling.temperature),
         ("student", f"{c.distillation.model or c.model}: {c.distillation.steps} steps, batch {c.distillation.batch_size}, "
-                    f"lr {student_rate(data)}, gold_weight {c.distillation.gold_weight:g}"),
+                    f"lr {student_rate(data)}, gold_weight {c.distillation.gold_weight:g}, class_weights {c.distillation.class_weights}"),
         ("labelled set (data.train)", f"{c.data.train} ({t.get('labelled_examples', '?')} examples)" if c.data.train else "none"),
         ("unlabeled set", f"{c.data.unlabeled}" + (f" ({data.soft['statistics']['examples']} soft labels)" if data.soft else "")),
         ("test set (data.test)", f"{c.data.test} ({len(data.test.gold)} examples)" if data.test else (c.data.test or "none")),

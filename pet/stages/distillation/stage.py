@@ -26,10 +26,11 @@ from pet.core.progress import info
 from pet.core.training import EpochSampler, OptimSettings, train
 from pet.errors import PetError
 from pet.io.artifacts import MANIFEST, base_manifest, check_inputs, file_hash, model_reads, read_manifest, reuse_or_refuse, write_json_atomic
-from pet.io.config import RunConfig, check_student_learning_rate, stage_config, task_reads
+from pet.io.config import RunConfig, check_student_settings, stage_config, task_reads
 from pet.io.data import open_table
 from pet.io.lock import writing
 from pet.stages.distillation import lr_search
+from pet.stages.distillation.balance import WeightedSampler, balanced_weights
 from pet.stages.distillation.self_training import hardened_targets
 from pet.stages.distillation.student import Student, save_student
 from pet.stages.labelling.soft_labels import read_soft_labels
@@ -48,7 +49,7 @@ def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = N
 
     manifest = read_manifest(labels_dir, "labels")
     config = stage_config(manifest, overrides, STAGE_KEYS, labels_dir)
-    check_student_learning_rate(config)
+    check_student_settings(config)
     check_labelled_set(config, manifest, labels_dir)
     reads = stage_reads(config, manifest)
     with writing(output, "pet distill", enabled=current_ranks().main):
@@ -164,6 +165,8 @@ def stage_reads(config: RunConfig, labels: dict[str, Any]) -> dict[str, Any]:
     distillation = settings.model_dump(mode="json")
     if not settings.self_training_rounds:  # a run without rounds reads what it read before they existed
         del distillation["self_training_rounds"], distillation["self_training_threshold"]
+    if settings.class_weights == "none":  # likewise a run without class weights
+        del distillation["class_weights"]
     if settings.learning_rate != lr_search.SEARCH:  # likewise a run without the search
         del distillation["learning_rate_grid"]
     reads.update({f"distillation.{key}": value for key, value in distillation.items()})
@@ -220,7 +223,8 @@ def step_loss_fn(student: Student, data: DistillationData, config: RunConfig, te
     sequences = student.encode(data.texts)
     gold_sequences = student.encode(data.gold_texts) if data.gold_texts is not None else []
     generator = torch.Generator().manual_seed(settings.seed + 7919 * rank)  # ranks draw different batches
-    sampler = EpochSampler(len(sequences), settings.batch_size, generator)
+    sampler = (WeightedSampler(balanced_weights(data.targets), settings.batch_size, generator)
+               if settings.class_weights == "balanced" else EpochSampler(len(sequences), settings.batch_size, generator))
     gold_sampler = EpochSampler(len(gold_sequences), settings.batch_size, generator) if gold_sequences else None
     device = student.device
     # multi-label: binary KL per label and BCE on the gold label sets, never a softmax over labels

@@ -17,7 +17,7 @@ from pet.core.multilabel import MultiLabelEncoder, is_multi_label
 from pet.core.scoring import check_table_fits
 from pet.errors import PetError
 from pet.io.artifacts import sha256_file
-from pet.io.config import RunConfig, check_student_learning_rate
+from pet.io.config import RunConfig, check_student_settings
 from pet.io.data import (
     Examples,
     Table,
@@ -182,7 +182,7 @@ def check_settings(config: RunConfig) -> None:
     supervised.check_settings(config)
     crossval.check_settings(config)
     check_learning_rate_search(config)
-    check_student_learning_rate(config)  # stage C's, hours before stage C
+    check_student_settings(config)  # stage C's, hours before stage C
 
 
 def check_learning_rate_search(config: RunConfig) -> None:
