@@ -215,7 +215,7 @@ def test_the_label_placeholder_in_a_single_label_task_says_how_to_fix_it(project
     (["--teachers.learning_rate", "cv"], "teachers.learning_rate: cv is not supported for multi-label tasks yet"),
     (["--distillation.class_weights", "balanced"], "distillation.class_weights: balanced needs one predicted class per text"),
 ])
-def test_cross_validation_refuses_multi_label_tasks(project, settings, message):
+def test_settings_that_need_one_class_per_example_refuse_multi_label_tasks(project, settings, message):
     assert message in failed(invoke("train-teachers", project / "config.yaml", "-o", project / "out", *settings))
     assert not (project / "out").exists()
 
