@@ -594,7 +594,8 @@ class Job:
                     teachers=len(manifest["teachers"]), generations=generations, timing=timing,
                     mean_teacher_accuracy=sum(t["accuracy"] for t in teacher_eval["teachers"].values()) / len(teacher_eval["teachers"]))
         self.record(n, seed, f"{prefix}_student", student_eval, distilled - started, used, timing=timing,
-                    generations=generations, student_loss_last=student["metrics"]["loss_last"])
+                    generations=generations, student_loss_last=student["metrics"]["loss_last"],
+                    class_weights=student.get("class_weights"))  # which way auto went on this pool
         if not iterative:  # after pet's own lines, so that a failure here cannot lose them
             self.student_st(run, n, seed, config, labelled - started)
             for name, overrides in (self.profile.get("student_levers") or {}).items():
@@ -636,7 +637,7 @@ class Job:
         # wall_s: teachers and labelling (shared with pet_student) plus this student's own distillation
         self.record(n, seed, method, metrics, stage_ab + distilled - started, used, timing=timing,
                     student_loss_last=student["metrics"]["loss_last"], self_training=rounds or None,
-                    learning_rate_search=student.get("learning_rate_search"), **details)
+                    learning_rate_search=student.get("learning_rate_search"), class_weights=student.get("class_weights"), **details)
 
     def ipet_generations(self, n: int) -> int:
         """The paper's rule: enough generations for |T| * d^k to reach about 1,000 examples."""

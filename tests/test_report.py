@@ -96,6 +96,15 @@ def test_test_set_rows_match_the_manifests(reported):
     assert cells(row_of_text(html, "timings", "student (stage C training)"))[1] == f"{student['metrics']['seconds']:.2f}"
 
 
+def test_the_config_says_which_way_class_weights_auto_went(reported):
+    from pet.stages.distillation.balance import largest_weight
+
+    counts = read(reported["run"] / "labels" / "manifest.json")["statistics"]["predicted_label_counts"]
+    choice = read(reported["run"] / "student" / "manifest.json")["class_weights"]
+    relation = ">" if choice["used"] == "balanced" else "&lt;="
+    assert f"class_weights {choice['used']} (auto: largest class weight {largest_weight(counts):.2f} {relation} 2)" in reported["html"]
+
+
 def test_soft_label_distribution_matches_the_manifest(reported):
     stats = read(reported["run"] / "labels" / "manifest.json")["statistics"]
     for label, count in stats["predicted_label_counts"].items():

@@ -141,8 +141,9 @@ class DistillationConfig(Strict):
     max_length: PositiveInt = 256
     gold_weight: NonNegativeFloat = 0.0  # weight of cross-entropy on the labelled set, added to the KL term
     # none: batches drawn uniformly from the soft-label set; balanced: drawn so that every class the soft labels
-    # predict comes up equally often (pet/stages/distillation/balance.py), for pools where a class is rare
-    class_weights: Literal["none", "balanced"] = "none"
+    # predict comes up equally often (pet/stages/distillation/balance.py), for pools where a class is rare;
+    # auto: balanced when some predicted class is under half its even share, else none (multi-label: none)
+    class_weights: Literal["auto", "none", "balanced"] = "auto"
     seed: int = 42
     # Self-training: after distillation, this many rounds in which a fresh student learns the soft labels with
     # the previous student's confident predictions (probability >= self_training_threshold) made hard (one-hot)
@@ -200,7 +201,7 @@ def check_student_settings(config: RunConfig) -> None:
     """Stage C's settings that depend on the rest of the run; checked by stage A too, so that a run stops
     before its teachers, not after them."""
     check_student_learning_rate(config)
-    if config.distillation.class_weights != "none" and config.task.multi_label:
+    if config.distillation.class_weights == "balanced" and config.task.multi_label:
         raise PetError("distillation.class_weights: balanced needs one predicted class per text and this task is multi-label; "
                        "set class_weights: none")
 

@@ -77,6 +77,16 @@ def write_report(run: Path) -> Path:
 
 # --- run: config and timings -------------------------------------------------------------------------
 
+def student_class_weights(data: RunData) -> str:
+    """What distillation.class_weights came to for the trained student (auto: which way, and why), else the setting."""
+    from pet.stages.distillation.balance import ClassWeightsChoice
+
+    record = (data.student or {}).get("class_weights")
+    if not isinstance(record, dict):  # no student yet, or one from before the record
+        return str(data.config.distillation.class_weights)
+    return ClassWeightsChoice(record.get("setting", "?"), record.get("used", "?"), record.get("largest_weight")).describe()
+
+
 def student_rate(data: RunData) -> str:
     """The student's learning-rate setting, and with the search the rate it kept and each rate's labelled accuracy."""
     search = (data.student or {}).get("learning_rate_search")
@@ -99,7 +109,7 @@ def run_section(data: RunData) -> str:
         ("ensemble", (data.soft or {}).get("ensemble", c.labelling.ensemble)),
         ("labelling temperature T", c.labelling.temperature),
         ("student", f"{c.distillation.model or c.model}: {c.distillation.steps} steps, batch {c.distillation.batch_size}, "
-                    f"lr {student_rate(data)}, gold_weight {c.distillation.gold_weight:g}, class_weights {c.distillation.class_weights}"),
+                    f"lr {student_rate(data)}, gold_weight {c.distillation.gold_weight:g}, class_weights {student_class_weights(data)}"),
         ("labelled set (data.train)", f"{c.data.train} ({t.get('labelled_examples', '?')} examples)" if c.data.train else "none"),
         ("unlabeled set", f"{c.data.unlabeled}" + (f" ({data.soft['statistics']['examples']} soft labels)" if data.soft else "")),
         ("test set (data.test)", f"{c.data.test} ({len(data.test.gold)} examples)" if data.test else (c.data.test or "none")),

@@ -1,4 +1,4 @@
-"""Class-balanced distillation (``distillation.class_weights: balanced``; issue 10).
+"""Class-balanced distillation (``distillation.class_weights``; issue 10).
 
 Why: the unlabeled pool comes in the task's natural proportions. On an imbalanced task (r8, Reuters
 topics: half the stories are "earn", about 7 in 1,000 "grain") a student that draws its batches
@@ -9,11 +9,24 @@ tasks it was not made for"). With ``balanced`` each text gets scikit-learn's
 n / (k x count of that class), and batches are drawn with replacement in proportion to those
 weights, so every predicted class is drawn equally often. The soft labels themselves are left as
 they are: the student still learns how sure the teachers were.
+
+``auto`` (the default) balances only a pool that needs it: when some predicted class would weigh
+more than ``AUTO_LARGEST_WEIGHT`` (it is predicted under half as often as an even split would have
+it). On an even pool the weights are near 1 and balancing only swaps the epoch order for draws with
+replacement, which measured a little below it (BENCHMARKS.md); there ``auto`` changes nothing.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
+
+# "Under half its even share": the imbalance at which a uniform draw shows a class less than half as
+# often as an even split would, not tuned. The pools of sst2, agnews and rte measured 1.01-1.35, r8's
+# above 10 (BENCHMARKS.md, "On the even pools")
+AUTO_LARGEST_WEIGHT = 2.0
 
 
 def balanced_weights(targets: torch.Tensor) -> torch.Tensor:
@@ -25,6 +38,48 @@ def balanced_weights(targets: torch.Tensor) -> torch.Tensor:
     classes = np.unique(predicted)  # sorted; a class never on top has no texts to weigh
     per_class = compute_class_weight("balanced", classes=classes, y=predicted)
     return torch.from_numpy(per_class[np.searchsorted(classes, predicted)]).double()
+
+
+def largest_weight(predicted_counts: dict[str, int]) -> float:
+    """The largest of balanced_weights for a pool whose top classes come up this often: n / (k x rarest count)."""
+    counts = [count for count in predicted_counts.values() if count > 0]
+    return sum(counts) / (len(counts) * min(counts)) if counts else 1.0
+
+
+@dataclass(frozen=True)
+class ClassWeightsChoice:
+    """What ``distillation.class_weights`` came to for one soft-label set, recorded in the student's manifest."""
+
+    setting: str  # as configured: auto, none or balanced
+    used: str  # none or balanced
+    largest_weight: float | None  # single-label pools only
+
+    def record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"setting": self.setting, "used": self.used}
+        if self.largest_weight is not None:
+            record["largest_weight"] = round(self.largest_weight, 4)
+        if self.setting == "auto":
+            record["auto_threshold"] = AUTO_LARGEST_WEIGHT
+        return record
+
+    def describe(self) -> str:
+        if self.setting != "auto" or self.largest_weight is None:
+            return self.used
+        relation = ">" if self.used == "balanced" else "<="
+        return f"{self.used} (auto: largest class weight {self.largest_weight:.2f} {relation} {AUTO_LARGEST_WEIGHT:g})"
+
+
+def choose_class_weights(setting: str, multi_label: bool, predicted_counts: dict[str, int] | None) -> ClassWeightsChoice:
+    """``auto`` decided on the soft labels' predicted classes (never a test set); ``none`` and ``balanced`` as they are.
+    A multi-label pool has no one class per text to balance: auto is none there."""
+    if multi_label:
+        return ClassWeightsChoice(setting, "none" if setting == "auto" else setting, None)
+    largest = largest_weight(predicted_counts) if predicted_counts is not None else None
+    if setting != "auto":
+        return ClassWeightsChoice(setting, setting, largest)
+    if largest is None:
+        raise ValueError("class_weights: auto needs the soft labels' predicted class counts")
+    return ClassWeightsChoice(setting, "balanced" if largest > AUTO_LARGEST_WEIGHT else "none", largest)
 
 
 class WeightedSampler:

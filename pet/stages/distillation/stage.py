@@ -30,7 +30,7 @@ from pet.io.config import RunConfig, check_student_settings, stage_config, task_
 from pet.io.data import open_table
 from pet.io.lock import writing
 from pet.stages.distillation import lr_search
-from pet.stages.distillation.balance import WeightedSampler, balanced_weights
+from pet.stages.distillation.balance import ClassWeightsChoice, WeightedSampler, balanced_weights, choose_class_weights
 from pet.stages.distillation.self_training import hardened_targets
 from pet.stages.distillation.student import Student, save_student
 from pet.stages.labelling.soft_labels import read_soft_labels
@@ -51,6 +51,10 @@ def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = N
     config = stage_config(manifest, overrides, STAGE_KEYS, labels_dir)
     check_student_settings(config)
     check_labelled_set(config, manifest, labels_dir)
+    class_weights = class_weights_choice(config, manifest, labels_dir)
+    config = with_class_weights(config, class_weights.used)  # what the student trains with, and what it records
+    if class_weights.setting == "auto" and class_weights.largest_weight is not None:
+        info(f"class_weights: {class_weights.describe()}")
     reads = stage_reads(config, manifest)
     with writing(output, "pet distill", enabled=current_ranks().main):
         stamp, existing = reuse_or_refuse(output, "student", reads, overwrite, "holds a student from other soft labels or settings")
@@ -76,6 +80,7 @@ def distill(labels_dir: Path, output: Path, overrides: dict[str, Any] | None = N
             return read_manifest(output, "student")
         result = student_manifest(labels_dir, manifest, config, stamp, losses)
         result["reads"] = reads
+        result["class_weights"] = class_weights.record()
         result["learning_rate"] = resolved_learning_rate(trained.distillation.learning_rate, student.model)  # the value used
         if search:
             result["learning_rate_search"] = search.record
@@ -140,6 +145,22 @@ def test_metrics(config: RunConfig, labels: list[str], student: Student) -> dict
     test = open_table(config, config.data.test, "test", labels, labelled=True).read_all()
     return {**prediction_metrics(test.gold, student.logits(test.fields), labels, config.task.threshold),
             "calibration_definitions": definitions(test.gold)}
+
+
+def class_weights_choice(config: RunConfig, manifest: dict[str, Any], labels_dir: Path) -> ClassWeightsChoice:
+    """distillation.class_weights for these soft labels: auto decided on the classes they predict (stage B's counts)."""
+    statistics = manifest.get("statistics")
+    counts = statistics.get("predicted_label_counts") if isinstance(statistics, dict) else None
+    if not (isinstance(counts, dict) and all(isinstance(c, int) and c >= 0 for c in counts.values())):
+        counts = None  # missing or not counts: a labels folder from elsewhere, or edited
+    if config.distillation.class_weights == "auto" and not config.task.multi_label and counts is None:
+        raise PetError(f"{labels_dir / MANIFEST}: no valid statistics.predicted_label_counts, which distillation.class_weights: "
+                       "auto decides on; rerun pet label, or set class_weights to none or balanced")
+    return choose_class_weights(config.distillation.class_weights, config.task.multi_label, counts)
+
+
+def with_class_weights(config: RunConfig, used: str) -> RunConfig:
+    return config.model_copy(update={"distillation": config.distillation.model_copy(update={"class_weights": used})})
 
 
 def reads_labelled_set(config: RunConfig) -> bool:
