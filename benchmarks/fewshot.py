@@ -213,7 +213,8 @@ GPU_AUTO["distillation"].update({"learning_rate": "auto"})
 # 10): subj (binary) and r8 (eight classes), built by benchmarks/unseen/ from registry packages,
 # each with two patterns and one verbalizer written from scratch (benchmarks/unseen/). cpu_auto's
 # teachers, student and peers; PET and iPET at n = 10 and 32; no stage-C levers (budget). Run with
-# --data at the built root.
+# --data at the built root. Lines from before 2026-12-06 were distilled without class weights; since
+# then the default (class_weights: auto) balances r8's student, and each line records which way it went.
 CPU_UNSEEN: dict[str, Any] = copy.deepcopy(CPU_AUTO)
 CPU_UNSEEN.update({
     "tasks": ["subj", "r8"],
