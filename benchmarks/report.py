@@ -32,6 +32,7 @@ ROWS = [
     ("pet_student_self_train", "5d. PET student after one self-training round (threshold 0.9; same soft labels)"),
     ("pet_student_lr_search", "5e. PET student, learning rate searched on the labelled set (distillation.learning_rate: search; same soft labels)"),
     ("pet_student_balanced", "5f. PET student, batches balanced over the predicted classes (distillation.class_weights: balanced; same soft labels)"),
+    ("pet_student_none", "5g. PET student, no class weights (distillation.class_weights: none; same soft labels)"),
     ("ipet_ensemble", "iPET final-generation ensemble"),
     ("ipet_student", "6. iPET student (distilled)"),
     ("full_supervised", "7. supervised on the full train set (ceiling; one run, same in every column)"),
@@ -40,7 +41,13 @@ ROWS = [
 
 PEERS = ("setfit", "supervised", "supervised_st")  # issue 10: PET must beat the best of these
 OPTIONAL = {"supervised_st", "setfit", "pet_student_st", "pet_student_gold", "pet_student_self_train", "pet_student_lr_search",
-            "pet_student_balanced", "ipet_ensemble"}  # rows left out when never run
+            "pet_student_balanced", "pet_student_none", "ipet_ensemble"}  # rows left out when never run
+
+
+def ordered_tasks(rows: list[dict[str, Any]]) -> list[str]:
+    """The tasks in the rows, TASK_ORDER's first and any other (a skewed copy, a user's own) after them as first seen."""
+    seen = list(dict.fromkeys(r["task"] for r in rows))
+    return [t for t in TASK_ORDER if t in seen] + [t for t in seen if t not in TASK_ORDER]
 
 
 def read(path: Path) -> list[dict[str, Any]]:
@@ -98,7 +105,7 @@ def coverage(values: list[float], planned: int) -> str:
 
 def tables(rows: list[dict[str, Any]], plan: dict[str, Any] | None = None) -> str:
     acc, f1 = aggregate(rows, "accuracy"), aggregate(rows, "macro_f1")
-    tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in rows)]
+    tasks = ordered_tasks(rows)
     ns = sorted({r["n"] for r in rows if r["n"] is not None})
     planned = planned_seeds(rows, plan)
     out = []
@@ -177,10 +184,13 @@ def peer_rows(seeds: dict, task: str, ns: list[int], planned: int) -> list[str]:
         return []
     rows = ["| best peer (of setfit, supervised, supervised_st; mean accuracy on PET's seeds) | " + " | ".join(peers) + " |",
             "| **PET margin**: PET student − best peer, same seeds (points) | " + " | ".join(margins) + " |"]
-    ipet = peer_margins(seeds, "ipet_student")
-    if any((task, n) in ipet for n in ns):  # paired on the iPET student's own seeds
-        cells = [f"{100 * ipet[(task, n)]:+.1f}" if (task, n) in ipet else "–" for n in ns]
-        rows.append("| **iPET margin**: iPET student − best peer, same seeds (points) | " + " | ".join(cells) + " |")
+    # each on the student's own seeds; the balanced student too, because class_weights: auto (the
+    # default) trains it wherever the pool is skewed, so on such a task it is the default's margin
+    for key, label in (("pet_student_balanced", "**5f margin**: balanced PET student"), ("ipet_student", "**iPET margin**: iPET student")):
+        margins = peer_margins(seeds, key)
+        if any((task, n) in margins for n in ns):
+            cells = [f"{100 * margins[(task, n)]:+.1f}" if (task, n) in margins else "–" for n in ns]
+            rows.append(f"| {label} − best peer, same seeds (points) | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -315,7 +325,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     acc = aggregate(rows, "accuracy")
-    tasks = [t for t in TASK_ORDER if any(r["task"] == t for r in rows)]
+    tasks = ordered_tasks(rows)
     ns = sorted({r["n"] for r in rows if r["n"] is not None})
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4.4), squeeze=False)
     styles = {

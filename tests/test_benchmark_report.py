@@ -172,3 +172,19 @@ def test_issue10_targets_compare_both_students_with_the_best_peer_in_every_cell(
     table = report.tables(rows)
     assert "| **iPET margin**: iPET student − best peer, same seeds (points) | +3.0 |" in table  # agnews
     assert table.count("iPET margin") == 2  # not for rte, which has no iPET student
+    assert "5f margin" not in table  # no balanced student was run
+    rows.append(line("rte", "pet_student_balanced", 32, 2, 0.60))
+    table = report.tables(rows)
+    # paired on the balanced student's one seed: 60.0 against setfit's 55.0 there
+    assert "| **5f margin**: balanced PET student − best peer, same seeds (points) | +5.0 |" in table
+    assert table.count("5f margin") == 1
+
+
+def test_tasks_outside_the_known_order_get_their_table_and_plot_after_the_known_ones(tmp_path):
+    rows = [line("subj15", "pet_student", 32, 1, 0.9), line("sst2", "pet_student", 32, 1, 0.8),
+            line("subj15", "pet_student_none", 32, 1, 0.85)]
+    assert report.ordered_tasks(rows) == ["sst2", "subj15"]
+    (tmp_path / "fewshot.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = report.report(tmp_path, benchmarks_md=None)
+    assert text.index("**sst2**") < text.index("**subj15**")
+    assert (tmp_path / "fewshot.png").stat().st_size > 0

