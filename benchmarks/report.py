@@ -109,9 +109,9 @@ def tables(rows: list[dict[str, Any]], plan: dict[str, Any] | None = None) -> st
     ns = sorted({r["n"] for r in rows if r["n"] is not None})
     planned = planned_seeds(rows, plan)
     out = []
-    for task in tasks:
+    for task in tasks:  # a skewed copy (skewed.py's subj15) has its source task's classes
         out.append(f"**{task}** (test: {next(r['test_examples'] for r in rows if r['task'] == task and r.get('test_examples'))} "
-                   f"examples, {CLASSES.get(task, '?')} classes). Accuracy % (macro-F1 %), mean ± std over few-shot seeds\n")
+                   f"examples, {CLASSES.get(task, CLASSES.get(task.rstrip('0123456789'), '?'))} classes). Accuracy % (macro-F1 %), mean ± std over few-shot seeds\n")
         out.append("| method | " + " | ".join(f"n = {n}" for n in ns) + " |")
         out.append("| --- | " + " | ".join("---" for _ in ns) + " |")
         for key, name in ROWS:

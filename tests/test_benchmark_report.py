@@ -187,4 +187,5 @@ def test_tasks_outside_the_known_order_get_their_table_and_plot_after_the_known_
     (tmp_path / "fewshot.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     text = report.report(tmp_path, benchmarks_md=None)
     assert text.index("**sst2**") < text.index("**subj15**")
+    assert "**subj15** (test: 100 examples, 2 classes)" in text  # subj's, the task it was cut from
     assert (tmp_path / "fewshot.png").stat().st_size > 0
