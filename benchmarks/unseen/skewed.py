@@ -20,11 +20,7 @@ import json
 import random
 from pathlib import Path
 
-from layout import write_task
-
-
-def read_jsonl(path: Path) -> list[dict[str, str]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+from layout import read_jsonl, write_task
 
 
 def skew(rows: list[dict[str, str]], label: str, share: float, rng: random.Random) -> list[dict[str, str]]:
