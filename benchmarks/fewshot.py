@@ -574,6 +574,8 @@ class Job:
         teachers_dir = run / "teachers"
         manifest = train_teachers(config, teachers_dir)  # iPET's generations when ipet.generations > 0
         generations = manifest.get("ipet", {}).get("final_generation") if iterative else None
+        # which way ipet.label_distribution: auto went on this pool (absent before pet had the setting)
+        ipet_details = {"label_distribution": manifest["ipet"]["label_distribution"]} if "label_distribution" in manifest.get("ipet", {}) else {}
         trained = time.perf_counter()
         label(teachers_dir, run / "labels")
         labelled = time.perf_counter()
@@ -596,10 +598,10 @@ class Job:
         timing = {"teachers_s": round(trained - started, 2), "labelling_s": round(labelled - trained, 2),
                   "distillation_s": round(distilled - labelled, 2), "evaluation_s": round(evaluated - distilled, 2)}
         self.record(n, seed, f"{prefix}_ensemble", teacher_eval["ensemble"], labelled - started, used,
-                    teachers=len(manifest["teachers"]), generations=generations, timing=timing,
+                    teachers=len(manifest["teachers"]), generations=generations, timing=timing, **ipet_details,
                     mean_teacher_accuracy=sum(t["accuracy"] for t in teacher_eval["teachers"].values()) / len(teacher_eval["teachers"]))
         self.record(n, seed, f"{prefix}_student", student_eval, distilled - started, used, timing=timing,
-                    generations=generations, student_loss_last=student["metrics"]["loss_last"],
+                    generations=generations, student_loss_last=student["metrics"]["loss_last"], **ipet_details,
                     class_weights=student.get("class_weights"))  # which way auto went on this pool
         if not iterative:  # after pet's own lines, so that a failure here cannot lose them
             self.student_st(run, n, seed, config, labelled - started)

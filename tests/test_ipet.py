@@ -160,6 +160,74 @@ def test_generation_sizes_and_files(ipet_run):
     assert not list((folder / "teachers").rglob("*.bin")) and not list((folder / "teachers").rglob("*.pkl"))
 
 
+def generation_zero_counts(folder, manifest):
+    """How often each label is the top class of generation 0's whole wmean ensemble on the unlabeled set, recomputed here."""
+    from safetensors.torch import load_file
+
+    from pet.core import maths
+
+    first = manifest["ipet"]["generations"][0]["teachers"]
+    logits = torch.stack([load_file(str(folder / "teachers" / e["path"] / "unlabeled_logits.safetensors"))["logits"] for e in first])
+    weights = torch.tensor([e["weight"] for e in first])
+    predicted = maths.ensemble_logits(logits, weights if weights.sum() > 0 else None).argmax(-1)
+    return torch.bincount(predicted, minlength=2).tolist()
+
+
+def test_auto_label_distribution_is_decided_on_generation_zero_and_recorded(ipet_run):
+    """Auto keeps T's 6:2 (checked above) unless generation 0's ensemble predicts some label under half its even
+    share; a label it never predicts has no weight (the class_weights rule), so this pool counts as even."""
+    folder, manifest = ipet_run
+    counts = generation_zero_counts(folder, manifest)
+    seen = [c for c in counts if c]
+    largest = sum(seen) / (len(seen) * min(seen))
+    assert largest <= 2.0, "the fixture's pool is meant to be even enough for auto to keep T's distribution"
+    assert manifest["ipet"]["label_distribution"] == {
+        "setting": "auto", "used": "labelled", "predicted_label_counts": {"negative": counts[0], "positive": counts[1]},
+        "largest_weight": round(largest, 4), "auto_threshold": 2.0}
+    assert manifest["ipet"]["settings"]["label_distribution"] == "auto"
+
+
+def test_choose_label_distribution_shares_the_class_weights_rule():
+    from pet.stages.teachers.ipet import choose_label_distribution
+
+    even = choose_label_distribution("auto", {"a": 2, "b": 1})  # largest weight 3 / (2 x 1) = 1.5
+    assert (even.used, even.largest_weight) == ("labelled", 1.5)
+    assert even.describe() == "labelled (auto: largest class weight 1.50 <= 2)"
+    edge = choose_label_distribution("auto", {"a": 3, "b": 1})  # exactly 2: still even enough
+    assert edge.used == "labelled" and edge.largest_weight == 2.0
+    skewed = choose_label_distribution("auto", {"a": 30, "b": 10, "c": 2, "d": 0})  # 42 / (3 x 2) = 7; d never on top
+    assert skewed.used == "predicted" and skewed.largest_weight == 7.0
+    assert skewed.describe() == "predicted (auto: largest class weight 7.00 > 2)"
+    assert skewed.record() == {"setting": "auto", "used": "predicted", "predicted_label_counts": {"a": 30, "b": 10, "c": 2, "d": 0},
+                               "largest_weight": 7.0, "auto_threshold": 2.0}
+    forced = choose_label_distribution("labelled", {"a": 30, "b": 1})
+    assert forced.used == "labelled" and forced.describe() == "labelled" and "auto_threshold" not in forced.record()
+    assert choose_label_distribution("predicted", {"a": 1, "b": 1}).used == "predicted"
+
+
+def test_predicted_label_distribution_follows_generation_zero(tmp_path, tiny_bert):
+    """With predicted, every teacher's added examples are split over the labels in proportion to how often generation
+    0's whole ensemble predicts each on the unlabeled set (largest remainder), in every generation, not T's 6:2."""
+    from pet.io.config import load_config
+    from pet.stages.teachers.ipet import split_counts
+    from pet.stages.teachers.stage import train_teachers
+
+    config = load_config(skewed_project(tmp_path, tiny_bert), {**IPET, "ipet.growth": 3, "ipet.label_distribution": "predicted"})
+    manifest = train_teachers(config, tmp_path / "teachers")
+    counts = generation_zero_counts(tmp_path, manifest)
+    recorded = manifest["ipet"]["label_distribution"]
+    assert (recorded["setting"], recorded["used"]) == ("predicted", "predicted") and "auto_threshold" not in recorded
+    assert recorded["predicted_label_counts"] == {"negative": counts[0], "positive": counts[1]}
+    for generation, added_total in ((1, 8 * 3 - 8), (2, 8 * 9 - 8)):
+        expected = split_counts(added_total, [float(c) for c in counts])
+        assert expected != split_counts(added_total, [2.0, 6.0])  # what keeping T's distribution would give
+        for entry in manifest["ipet"]["generations"][generation]["teachers"]:
+            added = read_jsonl(tmp_path / "teachers" / entry["training_set"])[8:]
+            assert [sum(r["label"] == label for r in added) for label in ("negative", "positive")] == expected
+            record = json.loads((tmp_path / "teachers" / entry["path"] / "teacher.json").read_text())
+            assert record["added_per_label"] == {"negative": expected[0], "positive": expected[1]}
+
+
 def test_labelled_by_other_teachers_of_the_previous_generation_only(ipet_run):
     folder, manifest = ipet_run
     generations = manifest["ipet"]["generations"]

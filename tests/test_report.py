@@ -105,6 +105,26 @@ def test_the_config_says_which_way_class_weights_auto_went(reported):
     assert f"class_weights {choice['used']} (auto: largest class weight {largest_weight(counts):.2f} {relation} 2)" in reported["html"]
 
 
+def test_a_run_without_ipet_has_no_ipet_label_row(reported):
+    assert "ipet" not in read(reported["run"] / "teachers" / "manifest.json")  # write_project is plain PET
+    assert "iPET added labels" not in reported["html"]
+
+
+def test_the_config_says_which_way_ipet_label_distribution_went(tmp_path, tiny_bert):
+    from pet.core.imbalance import largest_weight
+
+    run = tmp_path / "run"
+    config = write_project(tmp_path, tiny_bert, extra="ipet:\n  generations: 1\n")  # label_distribution: auto
+    ok(invoke("run", config, "-o", run))
+    ok(invoke("report", run))
+    html = (run / "report" / "index.html").read_text(encoding="utf-8")
+    record = read(run / "teachers" / "manifest.json")["ipet"]["label_distribution"]
+    assert record["setting"] == "auto"
+    weight = largest_weight(record["predicted_label_counts"])
+    relation = ">" if record["used"] == "predicted" else "&lt;="
+    assert f"<th>iPET added labels</th><td>{record['used']} (auto: largest class weight {weight:.2f} {relation} 2)</td>" in html
+
+
 def test_soft_label_distribution_matches_the_manifest(reported):
     stats = read(reported["run"] / "labels" / "manifest.json")["statistics"]
     for label, count in stats["predicted_label_counts"].items():

@@ -87,6 +87,18 @@ def student_class_weights(data: RunData) -> str:
     return ClassWeightsChoice(record.get("setting", "?"), record.get("used", "?"), record.get("largest_weight")).describe()
 
 
+def ipet_label_distribution(teachers: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The config row of iPET's added labels (auto: which way, and why); none without iPET or before the record."""
+    from pet.stages.teachers.ipet import LabelDistribution
+
+    record = teachers.get("ipet", {}).get("label_distribution")
+    if not isinstance(record, dict):
+        return []
+    counts = record.get("predicted_label_counts")
+    choice = LabelDistribution(record.get("setting", "?"), record.get("used", "?"), counts if isinstance(counts, dict) else {})
+    return [("iPET added labels", choice.describe())]
+
+
 def student_rate(data: RunData) -> str:
     """The student's learning-rate setting, and with the search the rate it kept and each rate's labelled accuracy."""
     search = (data.student or {}).get("learning_rate_search")
@@ -106,6 +118,7 @@ def run_section(data: RunData) -> str:
         ("teachers", f"{len(t['teachers'])} (seeds {c.teachers.seeds}; " + ("zero-shot" if t.get("zero_shot") else
                      f"{c.teachers.steps} steps, batch {c.teachers.batch_size}, lr {c.teachers.learning_rate}, mlm_weight {c.teachers.mlm_weight:g}") + ")"),
         ("iPET generations", t.get("ipet", {}).get("final_generation", c.effective_ipet.generations)),  # auto: as resolved
+        *ipet_label_distribution(t),
         ("ensemble", (data.soft or {}).get("ensemble", c.labelling.ensemble)),
         ("labelling temperature T", c.labelling.temperature),
         ("student", f"{c.distillation.model or c.model}: {c.distillation.steps} steps, batch {c.distillation.batch_size}, "

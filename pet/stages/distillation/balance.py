@@ -12,8 +12,9 @@ they are: the student still learns how sure the teachers were.
 
 ``auto`` (the default) balances only a pool that needs it: when some predicted class would weigh
 more than ``AUTO_LARGEST_WEIGHT`` (it is predicted under half as often as an even split would have
-it). On an even pool the weights are near 1 and balancing only swaps the epoch order for draws with
-replacement, which measured a little below it (BENCHMARKS.md); there ``auto`` changes nothing.
+it; pet/core/imbalance.py, the rule iPET's ``label_distribution: auto`` shares). On an even pool
+the weights are near 1 and balancing only swaps the epoch order for draws with replacement, which
+measured a little below it (BENCHMARKS.md); there ``auto`` changes nothing.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ from typing import Any
 
 import torch
 
-# "Under half its even share": the imbalance at which a uniform draw shows a class less than half as
-# often as an even split would, not tuned. The pools of sst2, agnews and rte measured 1.01-1.35, r8's
-# above 10 (BENCHMARKS.md, "On the even pools")
-AUTO_LARGEST_WEIGHT = 2.0
+from pet.core.imbalance import AUTO_LARGEST_WEIGHT, is_uneven, largest_weight
+
+__all__ = ["AUTO_LARGEST_WEIGHT", "ClassWeightsChoice", "WeightedSampler", "balanced_weights", "choose_class_weights", "largest_weight"]
 
 
 def balanced_weights(targets: torch.Tensor) -> torch.Tensor:
@@ -38,12 +38,6 @@ def balanced_weights(targets: torch.Tensor) -> torch.Tensor:
     classes = np.unique(predicted)  # sorted; a class never on top has no texts to weigh
     per_class = compute_class_weight("balanced", classes=classes, y=predicted)
     return torch.from_numpy(per_class[np.searchsorted(classes, predicted)]).double()
-
-
-def largest_weight(predicted_counts: dict[str, int]) -> float:
-    """The largest of balanced_weights for a pool whose top classes come up this often: n / (k x rarest count)."""
-    counts = [count for count in predicted_counts.values() if count > 0]
-    return sum(counts) / (len(counts) * min(counts)) if counts else 1.0
 
 
 @dataclass(frozen=True)
@@ -79,7 +73,7 @@ def choose_class_weights(setting: str, multi_label: bool, predicted_counts: dict
         return ClassWeightsChoice(setting, setting, largest)
     if largest is None:
         raise ValueError("class_weights: auto needs the soft labels' predicted class counts")
-    return ClassWeightsChoice(setting, "balanced" if largest > AUTO_LARGEST_WEIGHT else "none", largest)
+    return ClassWeightsChoice(setting, "balanced" if is_uneven(largest) else "none", largest)
 
 
 class WeightedSampler:
