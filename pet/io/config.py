@@ -93,7 +93,7 @@ class IpetConfig(Strict):
     teacher_fraction: float = Field(default=0.25, gt=0.0, le=1.0)  # lambda: share of the other teachers that label
     growth: float = Field(default=5.0, gt=1.0)  # d: the training set of generation j has |T| * d^j examples
     # Each label's share of the examples a generation adds: labelled keeps the labelled set's distribution (the
-    # paper's rule; zero-shot: even), predicted follows the classes the labelling ensemble predicts on the unlabeled
+    # paper's rule; zero-shot: even), predicted follows the classes generation 0's ensemble predicts on the unlabeled
     # set, auto is predicted when generation 0's ensemble predicts some class under half as often as an even split
     # would (the rule of distillation.class_weights: auto, pet/core/imbalance.py), else labelled (README "iPET")
     label_distribution: Literal["auto", "labelled", "predicted"] = "auto"
