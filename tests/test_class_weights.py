@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file
 from test_cli import failed, invoke, ok
 
-from pet.stages.distillation.balance import AUTO_LARGEST_WEIGHT, ClassWeightsChoice, WeightedSampler, balanced_weights, choose_class_weights, largest_weight
+from pet.core.imbalance import AUTO_LARGEST_WEIGHT, largest_weight
+from pet.stages.distillation.balance import ClassWeightsChoice, WeightedSampler, balanced_weights, choose_class_weights
 
 
 def test_each_text_weighs_n_over_k_times_its_predicted_class_count():

@@ -97,7 +97,7 @@ def test_test_set_rows_match_the_manifests(reported):
 
 
 def test_the_config_says_which_way_class_weights_auto_went(reported):
-    from pet.stages.distillation.balance import largest_weight
+    from pet.core.imbalance import largest_weight
 
     counts = read(reported["run"] / "labels" / "manifest.json")["statistics"]["predicted_label_counts"]
     choice = read(reported["run"] / "student" / "manifest.json")["class_weights"]

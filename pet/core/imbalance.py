@@ -24,3 +24,9 @@ def largest_weight(predicted_counts: dict[str, int]) -> float:
 
 def is_uneven(largest: float) -> bool:
     return largest > AUTO_LARGEST_WEIGHT
+
+
+def describe_auto(used: str, largest: float, uneven: bool) -> str:
+    """How an ``auto`` setting went, as a log line and the report say it: the choice and the weight that decided it."""
+    relation = ">" if uneven else "<="
+    return f"{used} (auto: largest class weight {largest:.2f} {relation} {AUTO_LARGEST_WEIGHT:g})"

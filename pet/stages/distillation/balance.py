@@ -24,9 +24,7 @@ from typing import Any
 
 import torch
 
-from pet.core.imbalance import AUTO_LARGEST_WEIGHT, is_uneven, largest_weight
-
-__all__ = ["AUTO_LARGEST_WEIGHT", "ClassWeightsChoice", "WeightedSampler", "balanced_weights", "choose_class_weights", "largest_weight"]
+from pet.core.imbalance import AUTO_LARGEST_WEIGHT, describe_auto, is_uneven, largest_weight
 
 
 def balanced_weights(targets: torch.Tensor) -> torch.Tensor:
@@ -59,8 +57,7 @@ class ClassWeightsChoice:
     def describe(self) -> str:
         if self.setting != "auto" or self.largest_weight is None:
             return self.used
-        relation = ">" if self.used == "balanced" else "<="
-        return f"{self.used} (auto: largest class weight {self.largest_weight:.2f} {relation} {AUTO_LARGEST_WEIGHT:g})"
+        return describe_auto(self.used, self.largest_weight, uneven=self.used == "balanced")
 
 
 def choose_class_weights(setting: str, multi_label: bool, predicted_counts: dict[str, int] | None) -> ClassWeightsChoice:

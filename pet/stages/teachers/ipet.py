@@ -59,7 +59,7 @@ import torch
 
 from pet.core.classifier import CLASSIFIER, teacher_kind
 from pet.core.ensemble import EnsembleWeights, ensemble_weights, member_weights
-from pet.core.imbalance import AUTO_LARGEST_WEIGHT, is_uneven, largest_weight
+from pet.core.imbalance import AUTO_LARGEST_WEIGHT, describe_auto, is_uneven, largest_weight
 from pet.core.progress import info
 from pet.errors import PetError
 from pet.io.data import Examples
@@ -139,8 +139,7 @@ class LabelDistribution:
     def describe(self) -> str:
         if self.setting != "auto":
             return self.used
-        relation = ">" if self.used == "predicted" else "<="
-        return f"{self.used} (auto: largest class weight {self.largest_weight:.2f} {relation} {AUTO_LARGEST_WEIGHT:g})"
+        return describe_auto(self.used, self.largest_weight, uneven=self.used == "predicted")
 
 
 def choose_label_distribution(setting: str, predicted_counts: dict[str, int]) -> LabelDistribution:
