@@ -27,6 +27,14 @@ def test_split_counts_and_sizes():
     assert [generation_size(0, j, 5.0, 10) for j in (1, 2, 3)] == [10, 50, 250]  # zero-shot: 10 * d^(j-1)
 
 
+def test_a_label_never_predicted_keeps_a_share_of_the_added_examples():
+    from pet.stages.teachers.ipet import predicted_shares, split_counts
+
+    assert predicted_shares([600, 390, 10, 0]) == [600.0, 390.0, 10.0, 1.0]
+    assert split_counts(1001, predicted_shares([600, 390, 10, 0])) == [600, 390, 10, 1]
+    assert predicted_shares([3, 1]) == [3.0, 1.0]  # counts above zero are kept as they are
+
+
 def test_auto_generations_follow_the_papers_rule():
     """ipet.generations auto: the smallest k >= 1 with |T| * d^k >= 1000 (zero-shot: 10 * d^(k-1) >= 1000)."""
     from pet.io.config import IpetConfig
@@ -209,7 +217,7 @@ def test_predicted_label_distribution_follows_generation_zero(tmp_path, tiny_ber
     """With predicted, every teacher's added examples are split over the labels in proportion to how often generation
     0's whole ensemble predicts each on the unlabeled set (largest remainder), in every generation, not T's 6:2."""
     from pet.io.config import load_config
-    from pet.stages.teachers.ipet import split_counts
+    from pet.stages.teachers.ipet import predicted_shares, split_counts
     from pet.stages.teachers.stage import train_teachers
 
     config = load_config(skewed_project(tmp_path, tiny_bert), {**IPET, "ipet.growth": 3, "ipet.label_distribution": "predicted"})
@@ -219,7 +227,7 @@ def test_predicted_label_distribution_follows_generation_zero(tmp_path, tiny_ber
     assert (recorded["setting"], recorded["used"]) == ("predicted", "predicted") and "auto_threshold" not in recorded
     assert recorded["predicted_label_counts"] == {"negative": counts[0], "positive": counts[1]}
     for generation, added_total in ((1, 8 * 3 - 8), (2, 8 * 9 - 8)):
-        expected = split_counts(added_total, [float(c) for c in counts])
+        expected = split_counts(added_total, predicted_shares(counts))
         assert expected != split_counts(added_total, [2.0, 6.0])  # what keeping T's distribution would give
         for entry in manifest["ipet"]["generations"][generation]["teachers"]:
             added = read_jsonl(tmp_path / "teachers" / entry["training_set"])[8:]

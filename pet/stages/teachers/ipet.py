@@ -20,8 +20,9 @@ The predicted distribution is measured once, on generation 0's whole ensemble (`
 weighted as stage B would), and every later generation keeps it: a generation that followed its own
 labellers' predictions would feed its biases back into the next. Generation 0's teachers, trained on
 an even T, over-predict rare classes (on subj cut to 15% subjective they predicted 22-34%), so this
-moves the prior towards the task's without overshooting it. A label generation 0 never predicts gets
-no added examples. ``auto`` (the default) chooses predicted when some class is predicted under half as
+moves the prior towards the task's without overshooting it. A label generation 0 never predicts counts
+as predicted once, so it keeps a few added examples (drawn from the texts likeliest to have it) instead
+of fading from every later generation's training set as the sets grow d-fold. ``auto`` (the default) chooses predicted when some class is predicted under half as
 often as an even split would have it (pet/core/imbalance.py, the rule of
 ``distillation.class_weights: auto``), else labelled, so an even task's training sets are the paper's,
 unchanged. The choice and the counts are recorded in the manifest (``ipet.label_distribution``).
@@ -96,6 +97,13 @@ def split_counts(total: int, shares: list[float]) -> list[int]:
     return counts
 
 
+def predicted_shares(counts: list[int]) -> list[float]:
+    """Shares of the added examples under ``predicted``: the predicted counts, a count of 0 raised to 1. A class
+    generation 0 never puts on top is still a class of the task (its labelled examples say so); with no added
+    examples its share of a generation's training set would fall d-fold every generation."""
+    return [float(max(count, 1)) for count in counts]
+
+
 def generation_size(labelled: int, generation: int, growth: float, zero_shot_examples: int) -> int:
     """Training set size of a generation >= 1: |T| * d^j, or zero_shot_examples * d^(j-1) without labels."""
     if labelled:
@@ -110,7 +118,7 @@ def added_per_label(task: Task, generation: int, distribution: LabelDistribution
     labelled = len(task.train)
     added = generation_size(labelled, generation, settings.growth, settings.zero_shot_examples) - labelled
     if distribution.used == "predicted":
-        return split_counts(added, [float(distribution.predicted_counts[label]) for label in task.labels])
+        return split_counts(added, predicted_shares([distribution.predicted_counts[label] for label in task.labels]))
     if labelled:
         counts = torch.bincount(torch.tensor(task.train.labels), minlength=len(task.labels)).tolist()
         return split_counts(added, [float(c) for c in counts])
