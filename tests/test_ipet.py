@@ -342,6 +342,33 @@ def test_zero_shot_ipet_end_to_end(tmp_path, tiny_bert):
     assert json.loads((run / "labels" / "manifest.json").read_text())["ensemble"] == "mean"
 
 
+def test_zero_shot_ipet_with_predicted_distribution_splits_by_the_zero_shot_ensemble(tmp_path, tiny_bert):
+    """Without labelled examples, ``predicted`` splits generation 1's set by the classes the zero-shot (mean)
+    ensemble puts on top of the unlabeled set, not evenly."""
+    from safetensors.torch import load_file
+
+    from pet.stages.teachers.ipet import predicted_shares, split_counts
+
+    config = write_project(tmp_path, tiny_bert)
+    config.write_text(config.read_text().replace("  train: train.jsonl\n", ""))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train-teachers", str(config), "-o", str(run), "--teachers.zero_shot", "true",
+                                      "--ipet.generations", "1", "--ipet.zero_shot_examples", "9",
+                                      "--ipet.label_distribution", "predicted", "--teachers.seeds", "[1]"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((run / "manifest.json").read_text())
+    first, second = manifest["ipet"]["generations"]
+    logits = torch.stack([load_file(str(run / e["path"] / "unlabeled_logits.safetensors"))["logits"] for e in first["teachers"]])
+    counts = torch.bincount(logits.mean(0).argmax(-1), minlength=2).tolist()
+    recorded = manifest["ipet"]["label_distribution"]
+    assert recorded["used"] == "predicted" and recorded["predicted_label_counts"] == {"negative": counts[0], "positive": counts[1]}
+    expected = split_counts(9, predicted_shares(counts))
+    assert expected != split_counts(9, [1.0, 1.0])  # what the even split of zero-shot iPET would give
+    for entry in second["teachers"]:
+        rows = read_jsonl(run / entry["training_set"])
+        assert [sum(r["label"] == label for r in rows) for label in ("negative", "positive")] == expected
+
+
 def test_ipet_needs_two_teachers(tmp_path, tiny_bert):
     config = write_project(tmp_path, tiny_bert)
     result = CliRunner().invoke(app, ["train-teachers", str(config), "-o", str(tmp_path / "t"), "--ipet.generations", "1",
