@@ -311,14 +311,19 @@ def test_label_and_evaluate_use_the_final_generation(ipet_run, tmp_path):
     assert len(json.loads(evaluated.stdout)["teachers"]) == 4
 
 
-def test_zero_shot_ipet_end_to_end(tmp_path, tiny_bert):
+def run_zero_shot_ipet(tmp_path, tiny_bert, command, *options):
+    """One generation of zero-shot iPET (the project without its labelled file, seed 1) through ``pet COMMAND``."""
     config = write_project(tmp_path, tiny_bert)
     config.write_text(config.read_text().replace("  train: train.jsonl\n", ""))
     run = tmp_path / "run"
-    result = CliRunner().invoke(app, ["run", str(config), "-o", str(run), "--teachers.zero_shot", "true",
-                                      "--ipet.generations", "1", "--ipet.zero_shot_examples", "4",
-                                      "--ipet.zero_shot_candidates", "5", "--teachers.seeds", "[1]"])
+    result = CliRunner().invoke(app, [command, str(config), "-o", str(run), "--teachers.zero_shot", "true",
+                                      "--ipet.generations", "1", "--teachers.seeds", "[1]", *options])
     assert result.exit_code == 0, result.output
+    return run
+
+
+def test_zero_shot_ipet_end_to_end(tmp_path, tiny_bert):
+    run = run_zero_shot_ipet(tmp_path, tiny_bert, "run", "--ipet.zero_shot_examples", "4", "--ipet.zero_shot_candidates", "5")
     manifest = json.loads((run / "teachers" / "manifest.json").read_text())
     first, second = manifest["ipet"]["generations"]
     assert [e["name"] for e in first["teachers"]] == ["it-was--bad-good--zero-shot", "just--bad-good--zero-shot"]
@@ -349,13 +354,8 @@ def test_zero_shot_ipet_with_predicted_distribution_splits_by_the_zero_shot_ense
 
     from pet.stages.teachers.ipet import predicted_shares, split_counts
 
-    config = write_project(tmp_path, tiny_bert)
-    config.write_text(config.read_text().replace("  train: train.jsonl\n", ""))
-    run = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train-teachers", str(config), "-o", str(run), "--teachers.zero_shot", "true",
-                                      "--ipet.generations", "1", "--ipet.zero_shot_examples", "9",
-                                      "--ipet.label_distribution", "predicted", "--teachers.seeds", "[1]"])
-    assert result.exit_code == 0, result.output
+    run = run_zero_shot_ipet(tmp_path, tiny_bert, "train-teachers", "--ipet.zero_shot_examples", "9",
+                             "--ipet.label_distribution", "predicted")
     manifest = json.loads((run / "manifest.json").read_text())
     first, second = manifest["ipet"]["generations"]
     logits = torch.stack([load_file(str(run / e["path"] / "unlabeled_logits.safetensors"))["logits"] for e in first["teachers"]])
