@@ -22,8 +22,8 @@ labellers' predictions would feed its biases back into the next. Generation 0's 
 an even T, over-predict rare classes (on subj cut to 15% subjective they predicted 22-34%), so this
 moves the prior towards the task's without overshooting it. A label generation 0 never predicts counts
 as predicted once, so it keeps a few added examples (drawn from the texts likeliest to have it) instead
-of fading from every later generation's training set as the sets grow d-fold. ``auto`` (the default) chooses predicted when some class is predicted under half as
-often as an even split would have it (pet/core/imbalance.py, the rule of
+of fading from every later generation's training set as the sets grow d-fold. ``auto`` (the default)
+chooses predicted when some class is predicted under half as often as an even split would have it (pet/core/imbalance.py, the rule of
 ``distillation.class_weights: auto``), else labelled, so an even task's training sets are the paper's,
 unchanged. The choice and the counts are recorded in the manifest (``ipet.label_distribution``).
 
