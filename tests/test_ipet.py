@@ -168,16 +168,18 @@ def test_generation_sizes_and_files(ipet_run):
     assert not list((folder / "teachers").rglob("*.bin")) and not list((folder / "teachers").rglob("*.pkl"))
 
 
-def generation_zero_counts(folder, manifest):
-    """How often each label is the top class of generation 0's whole wmean ensemble on the unlabeled set, recomputed here."""
+def generation_zero_counts(teachers, manifest):
+    """How often each label is the top class of generation 0's whole ensemble on the unlabeled set, recomputed here:
+    wmean, or the plain mean where the teachers have no weights (zero-shot) or all weigh 0."""
     from safetensors.torch import load_file
 
     from pet.core import maths
 
     first = manifest["ipet"]["generations"][0]["teachers"]
-    logits = torch.stack([load_file(str(folder / "teachers" / e["path"] / "unlabeled_logits.safetensors"))["logits"] for e in first])
-    weights = torch.tensor([e["weight"] for e in first])
-    predicted = maths.ensemble_logits(logits, weights if weights.sum() > 0 else None).argmax(-1)
+    logits = torch.stack([load_file(str(teachers / e["path"] / "unlabeled_logits.safetensors"))["logits"] for e in first])
+    weighted = all(e["weight"] is not None for e in first) and sum(e["weight"] for e in first) > 0
+    weights = torch.tensor([e["weight"] for e in first]) if weighted else None
+    predicted = maths.ensemble_logits(logits, weights).argmax(-1)
     return torch.bincount(predicted, minlength=2).tolist()
 
 
@@ -185,7 +187,7 @@ def test_auto_label_distribution_is_decided_on_generation_zero_and_recorded(ipet
     """Auto keeps T's 6:2 (checked above) unless generation 0's ensemble predicts some label under half its even
     share; a label it never predicts has no weight (the class_weights rule), so this pool counts as even."""
     folder, manifest = ipet_run
-    counts = generation_zero_counts(folder, manifest)
+    counts = generation_zero_counts(folder / "teachers", manifest)
     seen = [c for c in counts if c]
     largest = sum(seen) / (len(seen) * min(seen))
     assert largest <= 2.0, "the fixture's pool is meant to be even enough for auto to keep T's distribution"
@@ -222,7 +224,7 @@ def test_predicted_label_distribution_follows_generation_zero(tmp_path, tiny_ber
 
     config = load_config(skewed_project(tmp_path, tiny_bert), {**IPET, "ipet.growth": 3, "ipet.label_distribution": "predicted"})
     manifest = train_teachers(config, tmp_path / "teachers")
-    counts = generation_zero_counts(tmp_path, manifest)
+    counts = generation_zero_counts(tmp_path / "teachers", manifest)
     recorded = manifest["ipet"]["label_distribution"]
     assert (recorded["setting"], recorded["used"]) == ("predicted", "predicted") and "auto_threshold" not in recorded
     assert recorded["predicted_label_counts"] == {"negative": counts[0], "positive": counts[1]}
@@ -350,16 +352,14 @@ def test_zero_shot_ipet_end_to_end(tmp_path, tiny_bert):
 def test_zero_shot_ipet_with_predicted_distribution_splits_by_the_zero_shot_ensemble(tmp_path, tiny_bert):
     """Without labelled examples, ``predicted`` splits generation 1's set by the classes the zero-shot (mean)
     ensemble puts on top of the unlabeled set, not evenly."""
-    from safetensors.torch import load_file
-
     from pet.stages.teachers.ipet import predicted_shares, split_counts
 
     run = run_zero_shot_ipet(tmp_path, tiny_bert, "train-teachers", "--ipet.zero_shot_examples", "9",
                              "--ipet.label_distribution", "predicted")
     manifest = json.loads((run / "manifest.json").read_text())
-    first, second = manifest["ipet"]["generations"]
-    logits = torch.stack([load_file(str(run / e["path"] / "unlabeled_logits.safetensors"))["logits"] for e in first["teachers"]])
-    counts = torch.bincount(logits.mean(0).argmax(-1), minlength=2).tolist()
+    second = manifest["ipet"]["generations"][1]
+    assert all(e["weight"] is None for e in manifest["ipet"]["generations"][0]["teachers"])  # zero-shot: the mean
+    counts = generation_zero_counts(run, manifest)
     recorded = manifest["ipet"]["label_distribution"]
     assert recorded["used"] == "predicted" and recorded["predicted_label_counts"] == {"negative": counts[0], "positive": counts[1]}
     expected = split_counts(9, predicted_shares(counts))

@@ -23,14 +23,15 @@ an even T, over-predict rare classes (on subj cut to 15% subjective they predict
 moves the prior towards the task's without overshooting it. A label generation 0 never predicts counts
 as predicted once, so it keeps a few added examples (drawn from the texts likeliest to have it) instead
 of fading from every later generation's training set as the sets grow d-fold. ``auto`` (the default)
-chooses predicted when some class is predicted under half as often as an even split would have it (pet/core/imbalance.py, the rule of
-``distillation.class_weights: auto``), else labelled, so an even task's training sets are the paper's,
-unchanged. The choice and the counts are recorded in the manifest (``ipet.label_distribution``).
+chooses predicted when some class is predicted under half as often as an even split would have it
+(pet/core/imbalance.py, the rule of ``distillation.class_weights: auto``), else labelled, so an even
+task's training sets are the paper's, unchanged. The choice and the counts are recorded in the
+manifest (``ipet.label_distribution``).
 
 Zero-shot iPET (no labelled examples): generation 1's training set has ``ipet.zero_shot_examples``
-(10) examples split evenly over the labels, each label's drawn by confidence from the
-``ipet.zero_shot_candidates`` (100) examples the zero-shot ensemble finds most likely for that label;
-generation j has 10 * d^(j-1) examples.
+(10) examples split evenly over the labels (under ``predicted``, by the zero-shot ensemble's top
+classes), each label's drawn by confidence from the ``ipet.zero_shot_candidates`` (100) examples the
+zero-shot ensemble finds most likely for that label; generation j has 10 * d^(j-1) examples.
 
 Every generation's training sets are written as JSON Lines under ``g<j>/train-sets/<teacher>.jsonl``
 with the data's id, text and label columns plus ``source`` (labelled or ipet) and ``probability``
