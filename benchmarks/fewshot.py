@@ -348,6 +348,8 @@ class Job:
             "device": device_name(self.device), "profile": self.args.profile, "config": config,
             "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
+        if metrics.get("per_class_f1") is not None:  # which classes a weak seed lost
+            row["per_class_f1"] = {label: round(f1, 4) for label, f1 in metrics["per_class_f1"].items()}
         if self.profile.get("test_limit") is not None:  # a sample of the test set: not a benchmark figure
             row["test_limit"] = self.profile["test_limit"]
         if getattr(self.args, "model_given", False):

@@ -194,6 +194,9 @@ def evaluate_cmd(
             typer.echo(f"{'model':<{width}}  accuracy  macro-F1     ECE   Brier      NLL")
             for name, m in rows:
                 typer.echo(f"{name:<{width}}  {m['accuracy']:8.4f}  {m['macro_f1']:8.4f}  {m['ece']:6.4f}  {m['brier']:6.4f}  {m['nll']:7.4f}")
+            name, final = _decision_row(rows)
+            if "per_class_f1" in final:
+                typer.echo(f"per-class F1 ({name}): " + ", ".join(f"{label} {f1:.4f}" for label, f1 in final["per_class_f1"].items()))
             generation = f"; iPET generation {result['generation']}" if "generation" in result else ""
             typer.echo(f"({rows[-1][1]['examples']} examples from {data}{generation})")
             typer.echo("ECE: 15 equal-width confidence bins; Brier: mean over examples of sum_c (p_c - y_c)^2; NLL: mean -log softmax(z / T)_y")
@@ -210,12 +213,17 @@ def _print_multi_label_rows(rows: list[tuple[str, dict[str, Any]]], width: int, 
     for name, m in rows:
         typer.echo(f"{name:<{width}}  {m['subset_accuracy']:10.4f}  {m['micro_f1']:8.4f}  {m['macro_f1']:8.4f}  "
                    f"{m['ece']:6.4f}  {m['brier']:6.4f}  {m['nll']:7.4f}")
-    # decisions are taken at T = 1: the ensemble's T=1 row (or the student's) has the per-label F1s of every row of it
-    name, final = next(((n, m) for n, m in rows if n.startswith("ensemble") and n.endswith("T=1")), rows[-1])
+    name, final = _decision_row(rows)
     typer.echo(f"per-label F1 ({name}): " + ", ".join(f"{label} {f1:.4f}" for label, f1 in final["per_label_f1"].items()))
     typer.echo(f"({final['examples']} examples from {data}; a label is predicted when its probability is at least {final['threshold']:g})")
     typer.echo("ECE: 15 equal-width bins of every (example, label) decision's confidence; Brier: mean over decisions of (p - y)^2; "
                "NLL: mean binary cross-entropy per decision")
+
+
+def _decision_row(rows: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
+    """The row whose predictions the per-class (per-label) F1s describe. Decisions are taken at T = 1,
+    so the ensemble's T=1 row (or the student's) stands for every row of that model."""
+    return next(((n, m) for n, m in rows if n.startswith("ensemble") and n.endswith("T=1")), rows[-1])
 
 
 def _evaluation_rows(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

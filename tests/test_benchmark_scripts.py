@@ -40,6 +40,9 @@ def test_fewshot_runs_a_job_and_writes_a_result_line(tmp_path):
     assert "model" not in row  # the benchmark's own model; a line says its model only when --model names another
     assert row["config"]["steps"] == 2 and row["config"]["train_examples"] == 10
     assert 0.0 <= row["accuracy"] <= 1.0 and row["wall_s"] > 0
+    # each class's F1 (rounded), whose mean is the macro-F1
+    assert set(row["per_class_f1"]) == {"entailment", "not_entailment"}
+    assert sum(row["per_class_f1"].values()) / 2 == pytest.approx(row["macro_f1"], abs=1e-4)
     assert not (out / "failures.jsonl").exists()
     # a rerun resumes: the finished job is skipped, nothing is appended
     again = run_script("benchmarks/fewshot.py", "--profile", "full", "--tasks", "rte", "--methods", "supervised",

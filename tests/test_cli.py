@@ -343,6 +343,10 @@ def test_evaluate_student_text_and_json(staged):
     assert result["accuracy"] == pytest.approx(manifest["test"]["accuracy"])
     assert result["macro_f1"] == pytest.approx(manifest["test"]["macro_f1"])
     assert f"{result['accuracy']:.4f}" in text
+    # each class's F1 in the JSON and on one line of the text, macro-F1 their mean
+    per_class = result["per_class_f1"]
+    assert sum(per_class.values()) / len(per_class) == pytest.approx(result["macro_f1"])
+    assert "per-class F1 (student): " + ", ".join(f"{label} {f1:.4f}" for label, f1 in per_class.items()) in text.splitlines()
 
 
 def test_evaluate_teachers_folder(staged):
@@ -359,6 +363,7 @@ def test_evaluate_teachers_folder(staged):
     lines = text.splitlines()
     assert lines[0].split() == ["model", "accuracy", "macro-F1", "ECE", "Brier", "NLL"]
     assert [line.split()[0] for line in lines[1:4]] == [*TEACHERS, "ensemble"]
+    assert any(line.startswith("per-class F1 (ensemble (wmean) T=1): ") for line in lines)
 
 
 def test_evaluate_refuses_a_labels_folder(staged):

@@ -242,7 +242,9 @@ def test_classification_metrics_by_hand():
 
     # class 0: precision 1, recall 1/2 -> F1 2/3; class 1: precision 2/3, recall 1 -> F1 4/5
     got = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1], ["negative", "positive"])
-    assert got == {"accuracy": 0.75, "macro_f1": pytest.approx((2 / 3 + 4 / 5) / 2), "examples": 4}
+    assert got == {"accuracy": 0.75, "macro_f1": pytest.approx((2 / 3 + 4 / 5) / 2),
+                   "per_class_f1": {"negative": pytest.approx(2 / 3), "positive": pytest.approx(4 / 5)}, "examples": 4}
     # a class that is never predicted nor present counts as F1 0 in the macro average, without warnings
     got = classification_metrics([0, 1], [0, 1], ["a", "b", "c"])
     assert got["accuracy"] == 1.0 and got["macro_f1"] == pytest.approx(2 / 3)
+    assert got["per_class_f1"] == {"a": 1.0, "b": 1.0, "c": 0.0}

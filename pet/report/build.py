@@ -7,6 +7,7 @@ RUN/report is always one whole report.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
@@ -54,8 +55,8 @@ class Scored:
 
 
 def require_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401  (only checked here; plots.py imports what it draws with)
+    try:  # only checked here: plots.py imports what it draws with
+        importlib.import_module("matplotlib")
     except ImportError:
         raise PetError(MATPLOTLIB_MISSING) from None
 

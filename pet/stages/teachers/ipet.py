@@ -4,11 +4,13 @@ Generation 0 is plain PET (or, with ``teachers.zero_shot``, the untrained pretra
 pattern x verbalizer). Each teacher of generation j >= 1 (one per pattern x verbalizer x seed) is
 trained from the pretrained model on the labelled set T plus examples of the unlabeled set labelled
 by the ensemble (``labelling.ensemble``, wmean by default as in PET; softmax at temperature 1) of a
-random share lambda (``ipet.teacher_fraction``, 0.25) of the *other* teachers of generation j - 1 (never the teacher with its own pattern, verbalizer and seed). Its training set
-has |T| * d^j examples (d = ``ipet.growth``, 5); the added examples keep the label distribution of T
-(``ipet.label_distribution: labelled``, the paper's rule) or the distribution of the classes generation 0's
-ensemble predicts on the unlabeled set (``predicted``), and within a label they are drawn without replacement with probability proportional to the
-ensemble's confidence (its probability for that label) among the examples it assigns that label.
+random share lambda (``ipet.teacher_fraction``, 0.25) of the *other* teachers of generation j - 1
+(never the teacher with its own pattern, verbalizer and seed). Its training set has |T| * d^j
+examples (d = ``ipet.growth``, 5); the added examples keep the label distribution of T
+(``ipet.label_distribution: labelled``, the paper's rule) or the distribution of the classes
+generation 0's ensemble predicts on the unlabeled set (``predicted``), and within a label they are
+drawn without replacement with probability proportional to the ensemble's confidence (its
+probability for that label) among the examples it assigns that label.
 If a label has fewer candidates than needed, every candidate is taken as often as fits and the rest
 drawn by confidence, as in PET.
 
