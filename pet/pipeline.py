@@ -1,7 +1,9 @@
 """The pipeline: [adapt -> RUN/adapted ->] stage A -> RUN/teachers -> stage B -> RUN/labels -> stage C -> RUN/student.
 
 With ``adapt.enabled``, the model is first adapted on the unlabeled text (`pet adapt`, pet/tools/adapt.py)
-into RUN/adapted, and every stage starts from that model. Each stage reads only the artifact folder of
+into RUN/adapted, and every stage starts from that model; with ``auto``, only when the model's MLM loss on
+that text says it is far from the model's own (pet/tools/domain.py; the measurement and the decision are
+written to RUN/adapt-decision.json). Each stage reads only the artifact folder of
 the stage before it (its manifest records the config and input hashes), so each can also be run alone
 (`pet train-teachers`, `pet label`, `pet distill`).
 """
@@ -27,11 +29,24 @@ def run(config: RunConfig, output: Path, *, overwrite: bool = False) -> None:
     the ones recorded upstream: a rerun with another ``--distillation.steps`` is compared with the
     student on disk, never answered with it (pet/io/artifacts.py ``reuse_or_refuse``).
     """
-    if config.adapt.enabled:
+    if adapts(config, output):
         config = adapted(config, output / "adapted", overwrite=overwrite)
     train_teachers(config, output / "teachers", overwrite=overwrite)
     label(output / "teachers", output / "labels", downstream(config, LABEL_KEYS), overwrite=overwrite)
     distill(output / "labels", output / "student", downstream(config, DISTILL_KEYS), overwrite=overwrite)
+
+
+def adapts(config: RunConfig, output: Path) -> bool:
+    """Whether this run adapts the model first: ``adapt.enabled`` as set, or measured and decided under ``auto``."""
+    from pet.core.distributed import current_ranks
+    from pet.io.artifacts import ADAPT_DECISION
+    from pet.tools.domain import decide_adaptation
+
+    if config.adapt.enabled != "auto":
+        if current_ranks().main:  # a decision an earlier auto run left would describe another run
+            (output / ADAPT_DECISION).unlink(missing_ok=True)
+        return config.adapt.enabled
+    return decide_adaptation(config, output / ADAPT_DECISION).adapt
 
 
 def adapted(config: RunConfig, folder: Path, *, overwrite: bool = False) -> RunConfig:

@@ -6,6 +6,7 @@ Each object carries its folder and manifest; nothing is held that the folder doe
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,11 +186,20 @@ class Run:
         folder = self.path / "adapted"
         return folder if (folder / ADAPT_RECORD).is_file() else None
 
+    @property
+    def adapt_decision(self) -> dict[str, Any] | None:
+        """What ``adapt.enabled: auto`` measured and decided (RUN/adapt-decision.json); None under true or false."""
+        from pet.io.artifacts import ADAPT_DECISION
+
+        path = self.path / ADAPT_DECISION
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
     def summary(self) -> dict[str, Any]:
         adapted = self.adapted
         return {
             "run": str(self.path),
             "adapted": None if adapted is None else str(adapted),
+            "adapt_decision": self.adapt_decision,
             "teachers": len(self.teachers),
             "soft_labels": len(self.soft_labels),
             "ensemble_test": (self.soft_labels.test_metrics or {}).get("ensemble"),

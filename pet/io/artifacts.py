@@ -23,6 +23,7 @@ from pet.errors import PetError
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 ADAPT_RECORD = "adapt.json"  # what `pet adapt` writes beside an adapted model's weights (pet/tools/adapt.py)
+ADAPT_DECISION = "adapt-decision.json"  # RUN/: adapt.enabled: auto measured and decided (pet/tools/domain.py)
 STAGES = ("teachers", "labels", "student")
 log = logging.getLogger("pet")
 

@@ -49,9 +49,10 @@ WARMUP_STEPS = 0  # the MLM head is already trained: there is no new layer to pr
 MAX_GRAD_NORM = 1.0
 LOSS_WINDOW = 50  # the first/last loss recorded is the mean over this many steps (a tenth of short runs)
 
-# The settings of one adaptation: the config's `adapt` section without `enabled`, which only `pet run` reads.
+# The settings of one adaptation: the config's `adapt` section without `enabled` and `auto_threshold`, which
+# only `pet run` reads (whether to adapt, not how).
 AdaptSettings = AdaptConfig
-SETTINGS = tuple(name for name in AdaptConfig.model_fields if name != "enabled")
+SETTINGS = tuple(name for name in AdaptConfig.model_fields if name not in ("enabled", "auto_threshold"))
 
 
 def adapt(config: RunConfig | str | Path, output: str | Path, *, overwrite: bool = False,

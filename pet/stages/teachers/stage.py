@@ -42,7 +42,7 @@ def train_teachers(config: RunConfig, output: Path, *, task: Task | None = None,
     """
     from pet.core.modeling import pick_device
 
-    if config.adapt.enabled:
+    if config.adapt.enabled is True:  # auto is pet run's decision; stage A alone trains from the model as it is
         raise PetError("adapt.enabled is true, and only pet run adapts before stage A; run pet run, or adapt first "
                        "(pet adapt CONFIG -o ADAPTED) and train the teachers with --model ADAPTED --adapt.enabled false")
     ranks = current_ranks()

@@ -1,0 +1,105 @@
+"""How far the task's unlabeled text is from the model's own: its masked-LM loss there, before any training.
+
+``pet adapt`` (task-adaptive pretraining) helped where the model's MLM head had not seen text like the
+task's and cost points where it had (BENCHMARKS.md, "Task-adaptive pretraining"); the loss the untrained
+model reaches on the unlabeled set tells the two apart without labels. It is measured the way
+``pet adapt`` trains: the plain texts (pairs as the tokenizer encodes pairs), truncated to the adaptation's
+``max_length``, BERT's 15% / 80-10-10 masking from a fixed seed, cross-entropy (log_softmax) at the
+targets, averaged over every target token of a seeded sample of at most ``examples`` texts. Same config
+and seed, same number.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pet.core.progress import info
+from pet.io.config import RunConfig
+
+SAMPLE = 512  # texts: 15-40 s of forward passes for a 22M-parameter model on one CPU thread; two seeds differ by up to 0.1
+BATCH = 32
+
+
+@dataclass(frozen=True)
+class DomainLoss:
+    """The untrained model's MLM loss on a sample of the unlabeled set (nats per masked token)."""
+
+    loss: float
+    texts: int
+    targets: int
+
+    def record(self) -> dict[str, Any]:
+        return {"mlm_loss": round(self.loss, 4), "texts": self.texts, "targets": self.targets}
+
+
+def unlabeled_mlm_loss(config: RunConfig, examples: int = SAMPLE, seed: int = 0) -> DomainLoss:
+    """The masked-LM loss of ``config.model`` (untrained, eval mode) on up to ``examples`` texts of
+    ``config.data.unlabeled``, drawn with ``seed``."""
+    from pet.core.encoding import pad
+    from pet.core.maths import masked_lm_loss
+    from pet.core.mlm import IGNORE, MlmMasker
+    from pet.core.modeling import load_masked_lm, pick_device
+    from pet.tools.adapt import Corpus, placeholder_scorer
+
+    settings = config.adapt.model_copy(update={"prompts": False})
+    corpus = Corpus.open(config, settings)
+    device = pick_device(config.runtime.device)
+    model = load_masked_lm(config.model, device, config.runtime.trust_remote_code).eval()
+    scorer = placeholder_scorer(model, corpus.tokenizer)
+    masker = MlmMasker(corpus.tokenizer, model.get_input_embeddings().num_embeddings, settings.mlm_probability, seed=seed + 1)
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(corpus), generator=generator)[:examples].sort().values.tolist()
+    total, targets = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(chosen), BATCH):
+            ids, attention = pad(corpus.encode(chosen[start:start + BATCH], generator), scorer.pad_token_id)
+            masked, labels = masker(ids, attention)
+            rows, cols = (labels != IGNORE).nonzero(as_tuple=True)
+            if not len(rows):
+                continue
+            logits = scorer.logits_at(masked.to(device), attention.to(device), (rows.to(device), cols.to(device)))[0]
+            total += float(masked_lm_loss(logits, labels[rows, cols].to(device))) * len(rows)
+            targets += len(rows)
+    return DomainLoss(total / max(targets, 1), len(chosen), targets)
+
+
+@dataclass(frozen=True)
+class AdaptDecision:
+    """``adapt.enabled: auto`` decided: adapt when the untrained model's MLM loss is above the threshold."""
+
+    measured: DomainLoss
+    threshold: float
+
+    @property
+    def adapt(self) -> bool:
+        return self.measured.loss > self.threshold
+
+    def record(self) -> dict[str, Any]:
+        return {"setting": "auto", "adapt": self.adapt, "threshold": self.threshold, **self.measured.record()}
+
+    def describe(self) -> str:
+        verdict = "above" if self.adapt else "not above"
+        action = "adapting the model on it first" if self.adapt else "training from the model as it is"
+        return (f"adapt: auto: the model's MLM loss on {self.measured.texts} unlabeled texts is {self.measured.loss:.2f}, "
+                f"{verdict} adapt.auto_threshold {self.threshold:g}: {action}")
+
+
+def decide_adaptation(config: RunConfig, record: Path) -> AdaptDecision:
+    """Measure and decide once (the main process, under torchrun), write the decision to ``record`` (JSON)
+    and return it; every process reads the same file, so all of them take the same branch."""
+    from pet.core.distributed import current_ranks
+    from pet.io.artifacts import write_json_atomic
+
+    ranks = current_ranks()
+    if ranks.main:
+        decision = AdaptDecision(unlabeled_mlm_loss(config), config.adapt.auto_threshold)
+        write_json_atomic(record, decision.record())
+        info(decision.describe())
+    ranks.barrier()
+    written = json.loads(record.read_text(encoding="utf-8"))
+    return AdaptDecision(DomainLoss(written["mlm_loss"], written["texts"], written["targets"]), written["threshold"])
