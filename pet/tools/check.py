@@ -35,6 +35,7 @@ def check(config: ConfigLike, data: str | Path | None = None, *, overrides: dict
     verbalizers_section(report.section("Label words in context"), session)
     check_patterns.zero_shot_lines(report.section("Zero-shot accuracy on the labelled set (no training)"), session)
     ranking_section(report.section("Pattern ranking by pseudo-perplexity (label-free)"), session, ranking_examples)
+    domain_section(report.section("Unlabeled text against the model's own (masked-LM loss)"), session)
     return report
 
 
@@ -81,3 +82,24 @@ def ranking_section(section: Section, session: Session, max_examples: int) -> No
     section.add("detail", f"(the pattern's own words and the best label word, each masked alone, on {examples} unlabeled texts; "
                           f"lower = more natural; {RANKING_NOTE})",
                 results=[r.to_json() for r in results])
+
+
+def domain_section(section: Section, session: Session) -> None:
+    """What ``adapt.enabled: auto`` would measure and decide (pet/tools/domain.py)."""
+    from pet.tools.domain import AdaptDecision, unlabeled_mlm_loss
+
+    config = session.config
+    try:
+        decision = AdaptDecision(unlabeled_mlm_loss(config), config.adapt.auto_threshold)
+    except PetError as err:
+        section.add("warn", f"not measured: {err}")
+        return
+    loss = decision.measured
+    if decision.adapt:
+        verdict = (f"above adapt.auto_threshold {decision.threshold:g}: the text is far from the model's own; "
+                   "adapt.enabled: auto adapts the model on it before stage A (or run pet adapt and use the result as model:)")
+    else:
+        verdict = f"not above adapt.auto_threshold {decision.threshold:g}: adapt.enabled: auto trains from the model as it is"
+    section.add("info", f"MLM loss {loss.loss:.2f} on {loss.texts} unlabeled texts, {verdict}", **decision.record())
+    section.add("detail", f"(adapt.enabled is {str(config.adapt.enabled).lower()} in this config; BENCHMARKS.md, \"Task-adaptive "
+                          "pretraining\", has the loss and what adaptation did on five tasks)")
