@@ -118,3 +118,18 @@ def test_a_bad_threshold_or_setting_is_one_line(config_path, tmp_path):
         result = invoke("run", config_path, "-o", tmp_path / "run", *args)
         assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1 and message in result.output, result.output
         assert not (tmp_path / "run").exists()
+
+
+def test_the_benchmark_script_prints_the_loss_and_the_decision_per_seed(config_path):
+    from test_benchmark_scripts import run_script
+
+    done = run_script("benchmarks/domain_loss.py", str(config_path), "--seeds", "3", "4")
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    rows = [json.loads(line) for line in lines[:2]]
+    config = load_config(config_path)
+    for row, seed in zip(rows, (3, 4)):
+        measured = unlabeled_mlm_loss(config, seed=seed)
+        assert row["seed"] == seed and row["mlm_loss"] == round(measured.loss, 4) and row["adapt"] is True
+    mean = (rows[0]["mlm_loss"] + rows[1]["mlm_loss"]) / 2
+    assert lines[-1].startswith(f"| {config_path} | {mean:.2f} (")
