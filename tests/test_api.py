@@ -91,7 +91,8 @@ def test_api_with_the_cli_files_records_the_same_config(cli_run, tiny_bert, tmp_
                                   test=cli_run / "test.jsonl", patterns=cli_run / "patterns.yaml",
                                   verbalizers=str(cli_run / "verbalizers.yaml"), output=tmp_path / "teachers",
                                   labelling={"batch_size": 8, "max_length": 64},
-                                  distillation={"steps": 3, "batch_size": 4, "max_length": 64}, **TINY)
+                                  distillation={"steps": 3, "batch_size": 4, "max_length": 64}, adapt={"enabled": False},
+                                  **TINY)
     cli = pet.Teachers.load(cli_run / "run" / "teachers")
     assert teachers.manifest["config"] == cli.manifest["config"]
     assert teachers.manifest["fingerprint"] == cli.manifest["fingerprint"]

@@ -7,7 +7,7 @@ RUN/report is always one whole report.
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
@@ -55,10 +55,8 @@ class Scored:
 
 
 def require_matplotlib() -> None:
-    try:  # only checked here: plots.py imports what it draws with
-        importlib.import_module("matplotlib")
-    except ImportError:
-        raise PetError(MATPLOTLIB_MISSING) from None
+    if importlib.util.find_spec("matplotlib") is None:  # only checked here: plots.py imports what it draws with
+        raise PetError(MATPLOTLIB_MISSING)
 
 
 def write_report(run: Path) -> Path:
