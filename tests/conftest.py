@@ -119,7 +119,9 @@ def write_project(folder: Path, model: Path, *, train: int = 8, unlabeled: int =
     """A complete sentiment run config with data, patterns and verbalizers; returns the config path.
 
     Plain PET (ipet.generations: 0) unless ``extra`` has an ipet section: pet's own default is iPET for
-    trained teachers, which would multiply stage A in every test that is not about iPET."""
+    trained teachers, which would multiply stage A in every test that is not about iPET. No adaptation
+    (adapt.enabled: false) unless ``extra`` has an adapt section: under pet's default (auto) the tiny
+    models' untrained heads would have pet run adapt them for 1,000 steps in every test."""
     write_jsonl(folder / "train.jsonl", sentiment_rows("train", train))
     write_jsonl(folder / "unlabeled.jsonl", sentiment_rows("u", unlabeled, labelled=False))
     write_jsonl(folder / "test.jsonl", sentiment_rows("test", test))
@@ -143,7 +145,8 @@ def write_project(folder: Path, model: Path, *, train: int = 8, unlabeled: int =
         "teachers:\n  seeds: [1]\n  steps: 3\n  batch_size: 4\n  max_length: 64\n"
         "labelling:\n  batch_size: 8\n  max_length: 64\n"
         "distillation:\n  steps: 3\n  batch_size: 4\n  max_length: 64\n"
-        "runtime:\n  device: cpu\n" + ("" if "ipet:" in extra else "ipet:\n  generations: 0\n") + extra,
+        "runtime:\n  device: cpu\n" + ("" if "ipet:" in extra else "ipet:\n  generations: 0\n")
+        + ("" if "adapt:" in extra else "adapt:\n  enabled: false\n") + extra,
         encoding="utf-8",
     )
     return config
