@@ -157,7 +157,8 @@ def run_cmd(
         typer.echo(f"run folder: {output}  teachers: {summary['teachers']}  soft labels: {summary['soft_labels']}")
         decision = summary["adapt_decision"]
         if decision:
-            typer.echo(f"adapt: auto: MLM loss {decision['mlm_loss']:.2f} on {decision['texts']} unlabeled texts, threshold "
+            head = " (a newly initialised MLM head: no measure of the text)" if decision["new_head"] else ""
+            typer.echo(f"adapt: auto: MLM loss {decision['mlm_loss']:.2f} on {decision['texts']} unlabeled texts{head}, threshold "
                        f"{decision['threshold']:g}: " + ("adapted" if decision["adapt"] else "not adapted"))
         if summary["adapted"]:
             typer.echo(f"adapted model: {summary['adapted']} (every stage started from it)")

@@ -71,7 +71,13 @@ def test_the_decision_is_strictly_above_the_threshold():
     measured = DomainLoss(4.5, 512, 3000)
     assert not AdaptDecision(measured, 4.5).adapt and AdaptDecision(measured, 4.4).adapt
     assert AdaptDecision(measured, 4.4).record() == {"setting": "auto", "adapt": True, "threshold": 4.4,
-                                                     "mlm_loss": 4.5, "texts": 512, "targets": 3000}
+                                                     "mlm_loss": 4.5, "texts": 512, "targets": 3000, "new_head": False}
+    # a newly initialised head's loss measures random logits, not the text: never a reason to adapt
+    random_head = DomainLoss(9.9, 512, 3000, new_head=True)
+    assert not AdaptDecision(random_head, 4.3).adapt
+    assert AdaptDecision(random_head, 4.3).describe() == (
+        "adapt: auto: the model's MLM head is newly initialised, so its MLM loss (9.90) says nothing about the text: "
+        "training from the model as it is (adapt.enabled: true adapts it anyway)")
     assert AdaptDecision(measured, 5.0).describe() == (
         "adapt: auto: the model's MLM loss on 512 unlabeled texts is 4.50, not above adapt.auto_threshold 5: "
         "training from the model as it is")
@@ -133,3 +139,35 @@ def test_the_benchmark_script_prints_the_loss_and_the_decision_per_seed(config_p
         assert row["seed"] == seed and row["mlm_loss"] == round(measured.loss, 4) and row["adapt"] is True
     mean = (rows[0]["mlm_loss"] + rows[1]["mlm_loss"]) / 2
     assert lines[-1].startswith(f"| {config_path} | {mean:.2f} (")
+
+
+@pytest.fixture(scope="module")
+def headless_bert(tmp_path_factory, tiny_bert):
+    """tiny_bert's encoder saved without its MLM head, as sentence encoders are: loading it as a masked
+    LM initialises the head at random."""
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    folder = tmp_path_factory.mktemp("headless")
+    BertForMaskedLM.from_pretrained(tiny_bert).bert.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_bert).save_pretrained(folder)
+    return folder
+
+
+def test_a_newly_initialised_head_is_measured_but_never_adapted(tmp_path, headless_bert):
+    config = write_project(tmp_path, headless_bert)
+    measured = unlabeled_mlm_loss(load_config(config), examples=8)
+    assert measured.new_head and measured.texts == 8
+    result = invoke("run", config, "-o", tmp_path / "run", *AUTO, "--adapt.auto_threshold", "0.5")
+    assert result.exit_code == 0, result.output
+    decision = pet.Run(tmp_path / "run").adapt_decision
+    assert decision["new_head"] is True and decision["adapt"] is False and decision["mlm_loss"] > 0.5
+    assert not (tmp_path / "run" / "adapted").exists()
+    assert "unlabeled texts (a newly initialised MLM head: no measure of the text), threshold 0.5: not adapted" in result.output
+
+
+def test_pet_check_says_a_new_heads_loss_is_no_measure_of_the_text(tmp_path, headless_bert):
+    report = pet.check(write_project(tmp_path, headless_bert))
+    [line] = {s.title: s for s in report.sections}["Unlabeled text against the model's own (masked-LM loss)"].lines
+    assert line.status == "info" and line.data["new_head"] is True
+    assert line.text == (f"MLM loss {line.data['mlm_loss']:.2f} on 24 unlabeled texts, from a newly initialised MLM head: it says "
+                         "nothing about the text, and adapt.enabled: auto trains from the model as it is")

@@ -108,6 +108,19 @@ def load_model_config(name: str, trust_remote_code: bool = False, hint: str = ""
 
 def load_masked_lm(name: str, device: torch.device, trust_remote_code: bool = False, warn_new_head: bool = True):
     """Load an AutoModelForMaskedLM in float32 and warn if its MLM head was newly initialised."""
+    model, new_head = load_masked_lm_and_new_head(name, device, trust_remote_code)
+    if warn_new_head and new_head:
+        log.warning(
+            "the masked-LM head of '%s' was newly initialised (%d weights missing, e.g. %s): PET relies on a "
+            "pretrained MLM head, so zero-shot scores are random and few-shot accuracy will suffer",
+            name, len(new_head), new_head[0],
+        )
+    return model
+
+
+def load_masked_lm_and_new_head(name: str, device: torch.device, trust_remote_code: bool = False):
+    """(the AutoModelForMaskedLM in float32, the sorted names of its MLM-head weights the checkpoint lacked,
+    which transformers initialised at random; empty for a pretrained head)."""
     from transformers import AutoModelForMaskedLM
 
     config = load_model_config(name, trust_remote_code)
@@ -119,15 +132,8 @@ def load_masked_lm(name: str, device: torch.device, trust_remote_code: bool = Fa
         raise PetError(f"'{name}' is not a masked language model ({config.model_type}): {first_line(err)}") from None
     except Exception as err:
         raise PetError(f"cannot load masked LM from '{name}': {first_line(err)}") from None
-    if warn_new_head:
-        new_head = [k for k in info.get("missing_keys", ()) if not k.startswith(model.base_model_prefix + ".")]
-        if new_head:
-            log.warning(
-                "the masked-LM head of '%s' was newly initialised (%d weights missing, e.g. %s): PET relies on a "
-                "pretrained MLM head, so zero-shot scores are random and few-shot accuracy will suffer",
-                name, len(new_head), sorted(new_head)[0],
-            )
-    return model.to(device)
+    new_head = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(model.base_model_prefix + "."))
+    return model.to(device), new_head
 
 
 def check_masked_lm(name: str, trust_remote_code: bool = False) -> None:

@@ -27,14 +27,16 @@ BATCH = 32
 
 @dataclass(frozen=True)
 class DomainLoss:
-    """The untrained model's MLM loss on a sample of the unlabeled set (nats per masked token)."""
+    """The untrained model's MLM loss on a sample of the unlabeled set (nats per masked token), and
+    whether its MLM head was newly initialised (then the loss measures a random head, not the text)."""
 
     loss: float
     texts: int
     targets: int
+    new_head: bool = False
 
     def record(self) -> dict[str, Any]:
-        return {"mlm_loss": round(self.loss, 4), "texts": self.texts, "targets": self.targets}
+        return {"mlm_loss": round(self.loss, 4), "texts": self.texts, "targets": self.targets, "new_head": self.new_head}
 
 
 def unlabeled_mlm_loss(config: RunConfig, examples: int = SAMPLE, seed: int = 0) -> DomainLoss:
@@ -43,13 +45,14 @@ def unlabeled_mlm_loss(config: RunConfig, examples: int = SAMPLE, seed: int = 0)
     from pet.core.encoding import pad
     from pet.core.maths import masked_lm_loss
     from pet.core.mlm import IGNORE, MlmMasker
-    from pet.core.modeling import load_masked_lm, pick_device
+    from pet.core.modeling import load_masked_lm_and_new_head, pick_device
     from pet.tools.adapt import Corpus, placeholder_scorer
 
     settings = config.adapt.model_copy(update={"prompts": False})
     corpus = Corpus.open(config, settings)
     device = pick_device(config.runtime.device)
-    model = load_masked_lm(config.model, device, config.runtime.trust_remote_code).eval()
+    model, new_head = load_masked_lm_and_new_head(config.model, device, config.runtime.trust_remote_code)
+    model.eval()
     scorer = placeholder_scorer(model, corpus.tokenizer)
     masker = MlmMasker(corpus.tokenizer, model.get_input_embeddings().num_embeddings, settings.mlm_probability, seed=seed + 1)
     generator = torch.Generator().manual_seed(seed)
@@ -65,7 +68,7 @@ def unlabeled_mlm_loss(config: RunConfig, examples: int = SAMPLE, seed: int = 0)
             logits = scorer.logits_at(masked.to(device), attention.to(device), (rows.to(device), cols.to(device)))[0]
             total += float(masked_lm_loss(logits, labels[rows, cols].to(device))) * len(rows)
             targets += len(rows)
-    return DomainLoss(total / max(targets, 1), len(chosen), targets)
+    return DomainLoss(total / max(targets, 1), len(chosen), targets, bool(new_head))
 
 
 @dataclass(frozen=True)
@@ -77,12 +80,17 @@ class AdaptDecision:
 
     @property
     def adapt(self) -> bool:
-        return self.measured.loss > self.threshold
+        # A newly initialised head's loss is that of random logits (about log V), whatever the text: it says
+        # nothing about the domain, and adapting such a model was never measured, so auto leaves it alone.
+        return not self.measured.new_head and self.measured.loss > self.threshold
 
     def record(self) -> dict[str, Any]:
         return {"setting": "auto", "adapt": self.adapt, "threshold": self.threshold, **self.measured.record()}
 
     def describe(self) -> str:
+        if self.measured.new_head:
+            return (f"adapt: auto: the model's MLM head is newly initialised, so its MLM loss ({self.measured.loss:.2f}) says "
+                    "nothing about the text: training from the model as it is (adapt.enabled: true adapts it anyway)")
         verdict = "above" if self.adapt else "not above"
         action = "adapting the model on it first" if self.adapt else "training from the model as it is"
         return (f"adapt: auto: the model's MLM loss on {self.measured.texts} unlabeled texts is {self.measured.loss:.2f}, "
@@ -102,4 +110,5 @@ def decide_adaptation(config: RunConfig, record: Path) -> AdaptDecision:
         info(decision.describe())
     ranks.barrier()
     written = json.loads(record.read_text(encoding="utf-8"))
-    return AdaptDecision(DomainLoss(written["mlm_loss"], written["texts"], written["targets"]), written["threshold"])
+    measured = DomainLoss(written["mlm_loss"], written["texts"], written["targets"], written["new_head"])
+    return AdaptDecision(measured, written["threshold"])
