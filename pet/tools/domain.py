@@ -21,7 +21,7 @@ import torch
 from pet.core.progress import info
 from pet.io.config import RunConfig
 
-SAMPLE = 512  # texts: 15-40 s of forward passes for a 22M-parameter model on one CPU thread; two seeds differ by up to 0.1
+SAMPLE = 512  # texts: 15-60 s for a 22M-parameter model on one CPU thread; three samples of a task differed by up to 0.23
 BATCH = 32
 
 
