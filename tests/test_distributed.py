@@ -7,6 +7,7 @@ stage C trains the student with DistributedDataParallel.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -33,8 +34,10 @@ def launch(config: Path, run: Path, processes: int, *extra: str) -> subprocess.C
 
 
 # The supervised member and cv weights too: the member is one more job of run_generation, and the
-# fold models are split over the ranks the same way as teachers.
-EXTRA = ("--teachers.supervised", "true", "--labelling.ensemble", "cv", "--teachers.cv_folds", "2")
+# fold models are split over the ranks the same way as teachers. adapt.enabled: auto with a threshold the
+# tiny model's loss is above: the main process measures and adapts, every rank reads the same decision.
+EXTRA = ("--teachers.supervised", "true", "--labelling.ensemble", "cv", "--teachers.cv_folds", "2",
+         "--adapt.enabled", "auto", "--adapt.auto_threshold", "0.5", "--adapt.steps", "2", "--adapt.batch_size", "4")
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +83,17 @@ def test_a_rerun_with_two_processes_resumes(runs):
     again = launch(folder / "config.yaml", folder / "two", 2, *EXTRA)
     assert again.returncode == 0, again.stderr
     assert "all teachers already trained" in again.stderr and "student already trained" in again.stderr
+
+
+def test_two_processes_decide_and_adapt_once_as_one_process_does(runs):
+    folder, double = runs
+    one, two = pet.Run.load(folder / "one"), pet.Run.load(folder / "two")
+    assert one.adapt_decision == two.adapt_decision and two.adapt_decision["adapt"] is True
+    assert double.stderr.count("adapt: auto: the model's MLM loss") == 1  # measured and said by the main process only
+    assert two.adapted == folder / "two" / "adapted"
+    record = lambda run: json.loads((run.adapted / "adapt.json").read_text())
+    assert record(one)["fingerprint"] == record(two)["fingerprint"] and record(one)["loss"] == record(two)["loss"]
+    assert pet.Teachers.load(folder / "two" / "teachers").manifest["config"]["model"] == str(two.adapted.resolve())
 
 
 def test_two_processes_train_the_supervised_member_and_the_folds_as_one(runs):
