@@ -109,13 +109,18 @@ def load_model_config(name: str, trust_remote_code: bool = False, hint: str = ""
 def load_masked_lm(name: str, device: torch.device, trust_remote_code: bool = False, warn_new_head: bool = True):
     """Load an AutoModelForMaskedLM in float32 and warn if its MLM head was newly initialised."""
     model, new_head = load_masked_lm_and_new_head(name, device, trust_remote_code)
-    if warn_new_head and new_head:
+    if warn_new_head:
+        warn_if_new_head(name, new_head)
+    return model
+
+
+def warn_if_new_head(name: str, new_head: list[str]) -> None:
+    if new_head:
         log.warning(
             "the masked-LM head of '%s' was newly initialised (%d weights missing, e.g. %s): PET relies on a "
             "pretrained MLM head, so zero-shot scores are random and few-shot accuracy will suffer",
             name, len(new_head), new_head[0],
         )
-    return model
 
 
 def load_masked_lm_and_new_head(name: str, device: torch.device, trust_remote_code: bool = False):

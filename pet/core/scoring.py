@@ -200,6 +200,13 @@ class MaskedLMScorer:
         """The one way pet builds a scorer: mask, padding and separator ids come from the model's tokenizer."""
         return cls(model, verbalizer, tokenizer.mask_token_id, pad_id(tokenizer), pair_separator(tokenizer))
 
+    @classmethod
+    def for_vocabulary(cls, model, tokenizer) -> "MaskedLMScorer":
+        """A scorer used only for vocabulary logits at chosen positions (``logits_at``): its placeholder
+        verbalizer is never read (pet adapt, the MLM loss of pet/tools/domain.py, word search, perplexity)."""
+        placeholder = VerbalizerTokens(torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool), (("",),))
+        return cls.for_tokenizer(model, placeholder, tokenizer)
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device

@@ -207,6 +207,7 @@ def mlm_step_loss(scorer, masker, corpus: Corpus, sampler, generator: torch.Gene
 def train_and_save(config: RunConfig, corpus: Corpus, settings: AdaptConfig, reads: dict[str, Any], output: Path) -> Path:
     from pet.core.mlm import MlmMasker
     from pet.core.modeling import load_masked_lm, pick_device, resolved_learning_rate, save_model
+    from pet.core.scoring import MaskedLMScorer
     from pet.core.training import EpochSampler, OptimSettings, train
     from pet.io.artifacts import atomic_dir, write_json_atomic
 
@@ -218,7 +219,7 @@ def train_and_save(config: RunConfig, corpus: Corpus, settings: AdaptConfig, rea
     generator = torch.Generator().manual_seed(settings.seed)  # batches and pattern choice
     masker = MlmMasker(corpus.tokenizer, model.get_input_embeddings().num_embeddings, settings.mlm_probability,
                        seed=settings.seed + 1)
-    step_loss = mlm_step_loss(placeholder_scorer(model, corpus.tokenizer), masker, corpus,
+    step_loss = mlm_step_loss(MaskedLMScorer.for_vocabulary(model, corpus.tokenizer), masker, corpus,
                               EpochSampler(len(corpus), settings.batch_size, generator), generator, device)
     optim = OptimSettings(settings.steps, rate, WEIGHT_DECAY, WARMUP_STEPS, MAX_GRAD_NORM)
     losses = train(model, step_loss, optim, device, config.runtime.precision, "adapt")
@@ -230,13 +231,6 @@ def train_and_save(config: RunConfig, corpus: Corpus, settings: AdaptConfig, rea
     return output
 
 
-def placeholder_scorer(model, tokenizer):
-    """A scorer used only for vocabulary logits at chosen positions (its verbalizer is never read)."""
-    from pet.core.encoding import VerbalizerTokens
-    from pet.core.scoring import MaskedLMScorer
-
-    placeholder = VerbalizerTokens(torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool), (("",),))
-    return MaskedLMScorer.for_tokenizer(model, placeholder, tokenizer)
 
 
 def adapt_record(config: RunConfig, corpus: Corpus, settings: AdaptConfig, reads: dict[str, Any], rate: float,

@@ -90,7 +90,7 @@ def domain_section(section: Section, session: Session) -> None:
 
     config = session.config
     try:
-        decision = AdaptDecision(unlabeled_mlm_loss(config), config.adapt.auto_threshold)
+        decision = AdaptDecision(unlabeled_mlm_loss(config, loaded=(session.model, session.new_head)), config.adapt.auto_threshold)
     except PetError as err:
         section.add("warn", f"not measured: {err}")
         return

@@ -39,21 +39,24 @@ class DomainLoss:
         return {"mlm_loss": round(self.loss, 4), "texts": self.texts, "targets": self.targets, "new_head": self.new_head}
 
 
-def unlabeled_mlm_loss(config: RunConfig, examples: int = SAMPLE, seed: int = 0) -> DomainLoss:
+def unlabeled_mlm_loss(config: RunConfig, examples: int = SAMPLE, seed: int = 0, *,
+                       loaded: tuple[Any, bool] | None = None) -> DomainLoss:
     """The masked-LM loss of ``config.model`` (untrained, eval mode) on up to ``examples`` texts of
-    ``config.data.unlabeled``, drawn with ``seed``."""
+    ``config.data.unlabeled``, drawn with ``seed``. ``loaded``: (that model already in memory, whether
+    its MLM head was newly initialised), as ``pet check``'s session holds it, instead of a second copy."""
     from pet.core.encoding import pad
     from pet.core.maths import masked_lm_loss
     from pet.core.mlm import IGNORE, MlmMasker
     from pet.core.modeling import load_masked_lm_and_new_head, pick_device
-    from pet.tools.adapt import Corpus, placeholder_scorer
+    from pet.core.scoring import MaskedLMScorer
+    from pet.tools.adapt import Corpus
 
     settings = config.adapt.model_copy(update={"prompts": False})
     corpus = Corpus.open(config, settings)
     device = pick_device(config.runtime.device)
-    model, new_head = load_masked_lm_and_new_head(config.model, device, config.runtime.trust_remote_code)
+    model, new_head = loaded or load_masked_lm_and_new_head(config.model, device, config.runtime.trust_remote_code)
     model.eval()
-    scorer = placeholder_scorer(model, corpus.tokenizer)
+    scorer = MaskedLMScorer.for_vocabulary(model, corpus.tokenizer)
     masker = MlmMasker(corpus.tokenizer, model.get_input_embeddings().num_embeddings, settings.mlm_probability, seed=seed + 1)
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(corpus), generator=generator)[:examples].sort().values.tolist()

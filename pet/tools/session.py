@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 
-from pet.core.encoding import VerbalizerTokens
 from pet.core.scoring import MaskedLMScorer
 from pet.io.config import RunConfig, load_config
 from pet.io.data import Examples
@@ -47,6 +46,7 @@ class Session:
     task: Task  # prepared with multi-token words allowed (see ``lenient``)
     model: Any
     device: torch.device
+    new_head: bool = False  # the model's MLM head was newly initialised (pet/core/modeling.py)
 
     @property
     def tokenizer(self):
@@ -64,8 +64,7 @@ class Session:
 
     def mask_scorer(self) -> MaskedLMScorer:
         """A scorer used only for vocabulary logits (its placeholder verbalizer is never read)."""
-        placeholder = VerbalizerTokens(torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool), (("",),))
-        return MaskedLMScorer.for_tokenizer(self.model, placeholder, self.tokenizer)
+        return MaskedLMScorer.for_vocabulary(self.model, self.tokenizer)
 
     def zero_shot_scores(self, pattern: Pattern, verbalizer: Verbalizer | MultiLabelVerbalizer, examples: Examples) -> torch.Tensor:
         """[N, C] class scores (multi-label: [N, L] decision logits) of the untrained model with one
@@ -83,9 +82,10 @@ class Session:
 
 
 def open_session(config: RunConfig) -> Session:
-    from pet.core.modeling import load_masked_lm, pick_device
+    from pet.core.modeling import load_masked_lm_and_new_head, pick_device, warn_if_new_head
 
     task = prepare_task(lenient(config))
     device = pick_device(config.runtime.device)
-    model = load_masked_lm(config.model, device, config.runtime.trust_remote_code).eval()
-    return Session(config, task, model, device)
+    model, new_head = load_masked_lm_and_new_head(config.model, device, config.runtime.trust_remote_code)
+    warn_if_new_head(config.model, new_head)
+    return Session(config, task, model.eval(), device, bool(new_head))
