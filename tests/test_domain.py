@@ -72,6 +72,8 @@ def test_the_decision_is_strictly_above_the_threshold():
     assert not AdaptDecision(measured, 4.5).adapt and AdaptDecision(measured, 4.4).adapt
     assert AdaptDecision(measured, 4.4).record() == {"setting": "auto", "adapt": True, "threshold": 4.4,
                                                      "mlm_loss": 4.5, "texts": 512, "targets": 3000, "new_head": False}
+    # what pet run writes to RUN/adapt-decision.json reads back as the same decision
+    assert AdaptDecision.from_record(AdaptDecision(measured, 4.4).record()) == AdaptDecision(measured, 4.4)
     # a newly initialised head's loss measures random logits, not the text: never a reason to adapt
     random_head = DomainLoss(9.9, 512, 3000, new_head=True)
     assert not AdaptDecision(random_head, 4.3).adapt

@@ -90,6 +90,12 @@ class AdaptDecision:
     def record(self) -> dict[str, Any]:
         return {"setting": "auto", "adapt": self.adapt, "threshold": self.threshold, **self.measured.record()}
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "AdaptDecision":
+        """The decision ``record()`` wrote (``adapt`` is derived again, not read)."""
+        measured = DomainLoss(record["mlm_loss"], record["texts"], record["targets"], record["new_head"])
+        return cls(measured, record["threshold"])
+
     def describe(self) -> str:
         if self.measured.new_head:
             return (f"adapt: auto: the model's MLM head is newly initialised, so its MLM loss ({self.measured.loss:.2f}) says "
@@ -112,6 +118,4 @@ def decide_adaptation(config: RunConfig, record: Path) -> AdaptDecision:
         write_json_atomic(record, decision.record())
         info(decision.describe())
     ranks.barrier()
-    written = json.loads(record.read_text(encoding="utf-8"))
-    measured = DomainLoss(written["mlm_loss"], written["texts"], written["targets"], written["new_head"])
-    return AdaptDecision(measured, written["threshold"])
+    return AdaptDecision.from_record(json.loads(record.read_text(encoding="utf-8")))
