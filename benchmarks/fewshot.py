@@ -75,12 +75,15 @@ TASKS: dict[str, dict[str, Any]] = {
     "sst2": {"files": "sentiment", "fields": {"text": "text"}, "max_length": 128},  # sentences: 128 cuts none
     "agnews": {"files": "news", "fields": {"text": "text"}, "max_length": 256},
     "rte": {"files": "nli", "fields": {"premise": "premise", "hypothesis": "hypothesis"}, "max_length": 256},
-    # tasks outside ../shared/data (benchmarks/unseen/{subj,r8}.py build them; --data names their
+    # tasks outside ../shared/data (benchmarks/unseen/{subj,r8,newsgroups}.py build them; --data names their
     # root), with patterns and a verbalizer written from scratch before any run
     "subj": {"patterns": "benchmarks/unseen/subj-patterns.yaml", "verbalizers": "benchmarks/unseen/subj-verbalizers.yaml",
              "fields": {"text": "text"}, "max_length": 128},
     "r8": {"patterns": "benchmarks/unseen/r8-patterns.yaml", "verbalizers": "benchmarks/unseen/r8-verbalizers.yaml",
            "fields": {"text": "text"}, "max_length": 256},  # newswire stories, median 66 words
+    "newsgroups": {"patterns": "benchmarks/unseen/newsgroups-patterns.yaml",
+                   "verbalizers": "benchmarks/unseen/newsgroups-verbalizers.yaml",
+                   "fields": {"text": "text"}, "max_length": 256},  # posts, median 160 words: r8's budget
 }
 # subj with "subjective" cut to 30% and 15% of train, pool and test (benchmarks/unseen/skewed.py):
 # pools between the even ones and r8's, where class_weights: auto's threshold decides
