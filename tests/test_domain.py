@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 import pet
 from pet.cli import app
+from pet.io.artifacts import fingerprint_of
 from pet.io.config import load_config
 from pet.tools.domain import AdaptDecision, DomainLoss, unlabeled_mlm_loss
 
@@ -113,6 +114,37 @@ def test_auto_below_the_threshold_trains_from_the_model_as_it_is(tmp_path, tiny_
     result = invoke("run", config, "-o", tmp_path / "run", "--adapt.enabled", "false", "--overwrite")
     assert result.exit_code == 0, result.output
     assert run.adapt_decision is None and "adapt: auto" not in result.output
+
+
+def test_a_rerun_reuses_the_recorded_loss_until_what_it_measured_changes(config_path, tmp_path, monkeypatch):
+    """The decision file caches the measurement: the same model, text and settings reuse it (and decide
+    again against today's threshold); other settings, other text, or a file pet did not write measure again."""
+    from pet.tools import domain
+
+    calls = []
+    real = domain.unlabeled_mlm_loss
+    monkeypatch.setattr(domain, "unlabeled_mlm_loss", lambda config: calls.append(1) or real(config, examples=8))
+    record = tmp_path / "adapt-decision.json"
+    config = load_config(config_path, overrides={"adapt.enabled": "auto", "adapt.auto_threshold": 1000})
+    first = domain.decide_adaptation(config, record)
+    assert len(calls) == 1 and not first.adapt
+    stamp = json.loads(record.read_text())["fingerprint"]
+    assert stamp == fingerprint_of(domain.measurement_reads(config))
+    lowered = config.model_copy(update={"adapt": config.adapt.model_copy(update={"auto_threshold": 0.5})})
+    again = domain.decide_adaptation(lowered, record)
+    assert len(calls) == 1 and again.measured == first.measured and again.adapt  # reused, decided anew
+    assert json.loads(record.read_text()) == {**again.record(), "fingerprint": stamp}
+    masked_more = config.model_copy(update={"adapt": config.adapt.model_copy(update={"mlm_probability": 0.3})})
+    domain.decide_adaptation(masked_more, record)
+    assert len(calls) == 2 and json.loads(record.read_text())["fingerprint"] != stamp
+    fewer = tmp_path / "unlabeled.jsonl"  # other text under another name: measured again
+    fewer.write_text("".join(config.data.unlabeled.read_text().splitlines(keepends=True)[:10]))
+    domain.decide_adaptation(config.model_copy(update={"data": config.data.model_copy(update={"unlabeled": fewer})}), record)
+    assert len(calls) == 3
+    for damaged in ("{not json", '{"fingerprint": "%s", "mlm_loss": "high"}' % stamp, "[]"):
+        record.write_text(damaged)
+        assert domain.decide_adaptation(config, record).measured == first.measured
+    assert len(calls) == 6
 
 
 def test_stage_a_alone_accepts_auto_and_trains_from_the_model_as_it_is(config_path, tmp_path, tiny_bert):

@@ -6,7 +6,9 @@ model reaches on the unlabeled set tells the two apart without labels. It is mea
 ``pet adapt`` trains: the plain texts (pairs as the tokenizer encodes pairs), truncated to the adaptation's
 ``max_length``, BERT's 15% / 80-10-10 masking from a fixed seed, cross-entropy (log_softmax) at the
 targets, averaged over every target token of a seeded sample of at most ``examples`` texts. Same config
-and seed, same number.
+and seed, same number; so a rerun of ``pet run`` reuses the loss its decision file recorded when the
+model, the unlabeled file and the measuring settings are the ones it was measured on, and decides
+again against the threshold set now.
 """
 
 from __future__ import annotations
@@ -37,6 +39,22 @@ class DomainLoss:
 
     def record(self) -> dict[str, Any]:
         return {"mlm_loss": round(self.loss, 4), "texts": self.texts, "targets": self.targets, "new_head": self.new_head}
+
+
+def measurement_reads(config: RunConfig, examples: int = SAMPLE, seed: int = 0) -> dict[str, Any]:
+    """Everything the loss depends on (the threshold is not: a new threshold decides again on the same loss)."""
+    from pet.io.artifacts import file_hash, model_reads
+
+    return {
+        **model_reads(config.model),
+        "runtime.trust_remote_code": config.runtime.trust_remote_code,
+        "data.fields": config.data.fields,
+        "inputs.data.unlabeled": file_hash(config.data.unlabeled),
+        "adapt.mlm_probability": config.adapt.mlm_probability,
+        "adapt.max_length": config.adapt.max_length or config.teachers.max_length,  # as Corpus.open resolves it
+        "examples": examples,
+        "seed": seed,
+    }
 
 
 def unlabeled_mlm_loss(config: RunConfig, examples: int = SAMPLE, seed: int = 0, *,
@@ -93,7 +111,7 @@ class AdaptDecision:
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> "AdaptDecision":
         """The decision ``record()`` wrote (``adapt`` is derived again, not read)."""
-        measured = DomainLoss(record["mlm_loss"], record["texts"], record["targets"], record["new_head"])
+        measured = DomainLoss(float(record["mlm_loss"]), int(record["texts"]), int(record["targets"]), bool(record["new_head"]))
         return cls(measured, record["threshold"])
 
     def describe(self) -> str:
@@ -108,14 +126,34 @@ class AdaptDecision:
 
 def decide_adaptation(config: RunConfig, record: Path) -> AdaptDecision:
     """Measure and decide once (the main process, under torchrun), write the decision to ``record`` (JSON)
-    and return it; every process reads the same file, so all of them take the same branch."""
+    and return it; every process reads the same file, so all of them take the same branch. A loss that
+    ``record`` already holds for exactly these reads is reused instead of measured again."""
     from pet.core.distributed import current_ranks
-    from pet.io.artifacts import write_json_atomic
+    from pet.io.artifacts import fingerprint_of, write_json_atomic
 
     ranks = current_ranks()
     if ranks.main:
-        decision = AdaptDecision(unlabeled_mlm_loss(config), config.adapt.auto_threshold)
-        write_json_atomic(record, decision.record())
+        stamp = fingerprint_of(measurement_reads(config))
+        measured = recorded_loss(record, stamp)
+        if measured is None:
+            measured = unlabeled_mlm_loss(config)
+        else:
+            info(f"adapt: auto: reusing the MLM loss {record} recorded for this model, text and settings")
+        decision = AdaptDecision(measured, config.adapt.auto_threshold)
+        write_json_atomic(record, {**decision.record(), "fingerprint": stamp})
         info(decision.describe())
     ranks.barrier()
     return AdaptDecision.from_record(json.loads(record.read_text(encoding="utf-8")))
+
+
+def recorded_loss(record: Path, stamp: str) -> DomainLoss | None:
+    """The loss a decision file holds when it was measured on the reads ``stamp`` names; None when there is
+    none, it was measured on other reads, or the file is not a decision pet wrote (then it is measured again
+    and the file rewritten: it is a cache of a measurement, not an input)."""
+    try:
+        written = json.loads(record.read_text(encoding="utf-8"))
+        if written.get("fingerprint") != stamp:
+            return None
+        return AdaptDecision.from_record(written).measured
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
