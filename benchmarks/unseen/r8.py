@@ -20,7 +20,6 @@ two examples, the other six one).
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from layout import build_cli, read_orange_splits, read_orange_tab, split_without_overlap
 
