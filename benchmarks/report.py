@@ -16,7 +16,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 TASK_ORDER = ["sst2", "agnews", "rte", "subj", "r8"]
-CLASSES = {"sst2": 2, "agnews": 4, "rte": 2, "subj": 2, "r8": 8}
+CLASSES = {"sst2": 2, "agnews": 4, "rte": 2, "subj": 2, "r8": 8, "newsgroups": 6}
 # (key, label in the table/plot); the per-seed value of a key is computed by `per_seed`
 ROWS = [
     ("zero_shot_mean", "1. zero-shot, mean over patterns x verbalizers (no labels: same in every column)"),
