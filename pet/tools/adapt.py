@@ -131,6 +131,11 @@ def check_output(output: Path, model: str, overwrite: bool) -> None:
         raise PetError(f"{output}: exists and is not empty; choose another -o, or pass --overwrite to replace it")
 
 
+def text_length(config: RunConfig, settings: AdaptConfig) -> int:
+    """The adaptation's max_length: its own, else the teachers' (the length stage A trains at)."""
+    return settings.max_length or config.teachers.max_length
+
+
 class Corpus:
     """The unlabeled set as token ids, read from disk one batch at a time (never all in memory)."""
 
@@ -159,7 +164,7 @@ class Corpus:
         if tokenizer.mask_token_id is None:
             raise PetError(f"tokenizer of '{config.model}' has no mask token; pet adapt needs a masked language model")
         check_masked_lm(config.model, config.runtime.trust_remote_code)
-        return cls(table, tokenizer, patterns, settings.max_length or config.teachers.max_length, list(config.data.fields))
+        return cls(table, tokenizer, patterns, text_length(config, settings), list(config.data.fields))
 
     def __len__(self) -> int:
         return len(self.table)

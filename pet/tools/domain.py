@@ -44,6 +44,7 @@ class DomainLoss:
 def measurement_reads(config: RunConfig, examples: int = SAMPLE, seed: int = 0) -> dict[str, Any]:
     """Everything the loss depends on (the threshold is not: a new threshold decides again on the same loss)."""
     from pet.io.artifacts import file_hash, model_reads
+    from pet.tools.adapt import text_length
 
     return {
         **model_reads(config.model),
@@ -51,7 +52,7 @@ def measurement_reads(config: RunConfig, examples: int = SAMPLE, seed: int = 0) 
         "data.fields": config.data.fields,
         "inputs.data.unlabeled": file_hash(config.data.unlabeled),
         "adapt.mlm_probability": config.adapt.mlm_probability,
-        "adapt.max_length": config.adapt.max_length or config.teachers.max_length,  # as Corpus.open resolves it
+        "adapt.max_length": text_length(config, config.adapt),
         "examples": examples,
         "seed": seed,
     }
