@@ -264,11 +264,12 @@ def check_cmd(
     config: Path = typer.Argument(..., help="Run config (YAML)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Check this labelled file instead of data.train."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ranking_examples: int = typer.Option(32, "--ranking-examples", help="Unlabeled texts the pattern ranking reads (one forward pass per pattern token and label word each: most of the time on long texts); 0 skips the ranking."),
 ) -> None:
     with handled():
         from pet.tools.check import check
 
-        report = check(config, data, overrides=_overrides(ctx))
+        report = check(config, data, overrides=_overrides(ctx), ranking_examples=ranking_examples)
         if as_json:
             _print_json(report.to_json())
         else:

@@ -163,6 +163,29 @@ def skewed_project(folder: Path, model: Path) -> Path:
     return config
 
 
+class ProgressRecorder:
+    """Stands in for pet.core.progress.progress (which the suite silences): each bar's description,
+    total and the sum of its advances, to check that a long step reports all of its work."""
+
+    def __init__(self):
+        self.bars: list[dict] = []
+
+    @contextmanager
+    def __call__(self, description: str, total: int, interval: float = 30.0):
+        bar = {"description": description, "total": total, "done": 0}
+        self.bars.append(bar)
+
+        def advance(n: int = 1) -> None:
+            bar["done"] += n
+
+        yield advance
+
+
+@pytest.fixture
+def recorded_progress() -> ProgressRecorder:
+    return ProgressRecorder()
+
+
 @pytest.fixture
 def project(tmp_path, tiny_bert) -> Path:
     """A small, valid run config on the tiny BERT model, in a fresh temp folder."""

@@ -193,3 +193,23 @@ def test_the_domain_section_says_what_adapt_auto_would_decide(clean_report, clea
     low = pet.check(clean, overrides={"adapt.auto_threshold": 1000.0})
     [line, _] = {s.title: s for s in low.sections}["Unlabeled text against the model's own (masked-LM loss)"].lines
     assert line.text.endswith("not above adapt.auto_threshold 1000: adapt.enabled: auto trains from the model as it is")
+
+
+def test_ranking_examples_sets_the_ranking_sample_and_zero_skips_it(clean):
+    from pet.tools.perplexity import MAX_EXAMPLES
+
+    code, out, _ = run("check", clean, "--json", "--ranking-examples", "0")
+    sections = {s["title"]: s["lines"] for s in json.loads(out)["sections"]}
+    assert code == 0
+    assert sections["Pattern ranking by pseudo-perplexity (label-free)"] == [
+        {"status": "info", "text": "skipped (--ranking-examples 0)"}]
+    code, out, _ = run("check", clean, "--json", "--ranking-examples", "5")
+    [detail] = [line for line in {s["title"]: s["lines"] for s in json.loads(out)["sections"]}
+                ["Pattern ranking by pseudo-perplexity (label-free)"] if line["status"] == "detail"]
+    assert code == 0 and {r["examples"] for r in detail["data"]["results"]} == {5}
+    code, _, err = run("check", clean, "--ranking-examples", "-1")
+    assert code == 1 and err.strip() == "error: --ranking-examples must be 0 (no ranking) or more, not -1"
+    # the CLI's default is the ranking's own (the CLI imports neither torch nor the ranking to read it)
+    defaults = next(c for c in app.registered_commands if c.name == "check").callback.__defaults__
+    [option] = [o for o in defaults if "--ranking-examples" in (getattr(o, "param_decls", None) or ())]
+    assert option.default == MAX_EXAMPLES

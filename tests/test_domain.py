@@ -68,6 +68,15 @@ def test_the_same_seed_gives_the_same_loss_and_another_seed_another_sample(confi
     assert unlabeled_mlm_loss(config, examples=1000, seed=1).texts == 40  # at most the whole unlabeled set
 
 
+def test_the_measurement_shows_a_bar_over_its_texts(config_path, monkeypatch, recorded_progress):
+    from pet.tools import domain
+
+    monkeypatch.setattr(domain, "progress", recorded_progress)
+    measured = unlabeled_mlm_loss(load_config(config_path), examples=36, seed=1)  # two batches of at most 32
+    assert recorded_progress.bars == [{"description": "masked-LM loss on unlabeled text", "total": 36, "done": 36}]
+    assert measured.texts == 36
+
+
 def test_the_decision_is_strictly_above_the_threshold():
     measured = DomainLoss(4.5, 512, 3000)
     assert not AdaptDecision(measured, 4.5).adapt and AdaptDecision(measured, 4.4).adapt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -307,6 +308,26 @@ def test_prepare_task_fails_early_when_a_pattern_cannot_fit(project):
     assert message.startswith(f"{project.parent / 'train.jsonl'}: pattern 'it-was': example 'train-0' needs ")
     assert "to fit max_length 5" in message
     prepare_task(load_config(project, {"teachers.max_length": 7}))  # 6 fixed tokens + 1 token of text fits
+
+
+@pytest.mark.parametrize("teachers_length, labelling_length, mlm_weight, checked_at", [
+    (64, 32, 0.5, 32),   # both stages read the unlabeled file: the shorter length decides
+    (16, 32, 0.5, 16),
+    (16, 32, 0.0, 32),   # stage A does not read it (no MLM loss, no iPET): labelling's length alone
+])
+def test_the_unlabeled_file_is_checked_once_at_the_shortest_length_read(project, monkeypatch, teachers_length,
+                                                                        labelling_length, mlm_weight, checked_at):
+    """A row that fits the shorter length fits the longer one, so the (long) unlabeled file is tokenized
+    once per pattern, not once per stage; the test file is read by stage B (and evaluation) alone."""
+    from pet.io.config import load_config
+    from pet.stages.teachers import task as task_module
+
+    checked = []
+    monkeypatch.setattr(task_module, "check_table_fits", lambda encoder, table: checked.append((Path(table.path).name, encoder.max_length)))
+    config = load_config(project, {"teachers.max_length": teachers_length, "labelling.max_length": labelling_length,
+                                   "teachers.mlm_weight": mlm_weight, "ipet.generations": 0})
+    task = task_module.prepare_task(config)
+    assert checked == [("unlabeled.jsonl", checked_at), ("test.jsonl", labelling_length)] * len(task.patterns)
 
 
 def test_encoding_uses_the_stripped_field_text(bert_tok):

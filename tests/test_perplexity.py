@@ -80,3 +80,12 @@ def test_pattern_perplexity_api(tmp_path, tiny_bert):
     ranked = rank_patterns(results)
     assert [p for p, _ in ranked] == [r.pattern for r in sorted(results, key=lambda r: r.perplexity)]
     assert pet.pattern_perplexity(config, max_examples=10) == results  # a fixed sample: the same numbers again
+
+
+def test_the_ranking_shows_one_bar_over_every_forward_pass(tmp_path, tiny_bert, monkeypatch, recorded_progress):
+    from pet.tools import perplexity
+
+    monkeypatch.setattr(perplexity, "progress", recorded_progress)
+    results = pet.pattern_perplexity(write_project(tmp_path, tiny_bert), max_examples=6)
+    passes = sum(r.tokens for r in results)  # one forward pass per scored token
+    assert recorded_progress.bars == [{"description": "pattern ranking (pseudo-perplexity)", "total": passes, "done": passes}]

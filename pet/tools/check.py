@@ -24,7 +24,10 @@ RANKING_NOTE = ("measured on sst2/agnews/rte with MiniLM it did not predict zero
 
 def check(config: ConfigLike, data: str | Path | None = None, *, overrides: dict[str, Any] | None = None,
           ranking_examples: int = MAX_EXAMPLES) -> CheckReport:
-    """Lint a run config (a path or a RunConfig); ``data`` is checked as the labelled set instead of data.train."""
+    """Lint a run config (a path or a RunConfig); ``data`` is checked as the labelled set instead of data.train;
+    ``ranking_examples`` unlabeled texts for the pattern ranking (0 skips it: on long texts it is most of the time)."""
+    if ranking_examples < 0:
+        raise PetError(f"--ranking-examples must be 0 (no ranking) or more, not {ranking_examples}")
     resolved = as_config(config, data, overrides)
     session = open_session(resolved)
     report = CheckReport("run config" if isinstance(config, RunConfig) else str(config))
@@ -71,6 +74,9 @@ def verbalizers_section(section: Section, session: Session) -> None:
 
 
 def ranking_section(section: Section, session: Session, max_examples: int) -> None:
+    if max_examples == 0:
+        section.add("info", "skipped (--ranking-examples 0)")
+        return
     try:
         results = perplexities(session, max_examples)
     except PetError as err:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from pet.core.progress import info
+from pet.core.progress import info, progress
 from pet.io.config import RunConfig
 
 SAMPLE = 512  # texts: 15-60 s for a 22M-parameter model on one CPU thread; three samples of a task differed by up to 0.23
@@ -80,16 +80,17 @@ def unlabeled_mlm_loss(config: RunConfig, examples: int = SAMPLE, seed: int = 0,
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(corpus), generator=generator)[:examples].sort().values.tolist()
     total, targets = 0.0, 0
-    with torch.no_grad():
+    with torch.no_grad(), progress("masked-LM loss on unlabeled text", len(chosen)) as advance:
         for start in range(0, len(chosen), BATCH):
-            ids, attention = pad(corpus.encode(chosen[start:start + BATCH], generator), scorer.pad_token_id)
+            batch = chosen[start:start + BATCH]
+            ids, attention = pad(corpus.encode(batch, generator), scorer.pad_token_id)
             masked, labels = masker(ids, attention)
             rows, cols = (labels != IGNORE).nonzero(as_tuple=True)
-            if not len(rows):
-                continue
-            logits = scorer.logits_at(masked.to(device), attention.to(device), (rows.to(device), cols.to(device)))[0]
-            total += float(masked_lm_loss(logits, labels[rows, cols].to(device))) * len(rows)
-            targets += len(rows)
+            if len(rows):
+                logits = scorer.logits_at(masked.to(device), attention.to(device), (rows.to(device), cols.to(device)))[0]
+                total += float(masked_lm_loss(logits, labels[rows, cols].to(device))) * len(rows)
+                targets += len(rows)
+            advance(len(batch))
     return DomainLoss(total / max(targets, 1), len(chosen), targets, bool(new_head))
 
 

@@ -24,10 +24,12 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from pet.core.encoding import length_sorted_batches
+from pet.core.progress import progress
 from pet.core.scoring import MaskedLMScorer
 from pet.errors import PetError
 from pet.io.data import Examples
@@ -85,8 +87,10 @@ def scored_tokens(tokenizer, pattern: Pattern, values: dict[str, str], word: str
 
 
 @torch.inference_mode()
-def masked_token_log_probs(scorer: MaskedLMScorer, items: list[tuple[list[int], int]], batch_size: int) -> torch.Tensor:
-    """log p(token | the rest) for each (ids, position): that position masked alone, batched by length."""
+def masked_token_log_probs(scorer: MaskedLMScorer, items: list[tuple[list[int], int]], batch_size: int,
+                           advance: Callable[[int], None] = lambda n: None) -> torch.Tensor:
+    """log p(token | the rest) for each (ids, position): that position masked alone, batched by length;
+    ``advance`` is told the items of each batch done (a progress bar)."""
     out = torch.empty(len(items))
     for indices in length_sorted_batches([len(ids) for ids, _ in items], batch_size):
         input_ids, attention = scorer.batch([items[i][0] for i in indices])
@@ -96,12 +100,23 @@ def masked_token_log_probs(scorer: MaskedLMScorer, items: list[tuple[list[int], 
         input_ids[rows, positions] = scorer.mask_token_id
         logits = scorer.hidden_to_logits(input_ids, attention, rows, positions).float()
         out[torch.as_tensor(indices)] = logits.log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1).cpu()
+        advance(len(indices))
     return out
 
 
-def example_log_likelihoods(scorer: MaskedLMScorer, tokenizer, pattern: Pattern, verbalizer: Verbalizer,
-                            examples: Examples, batch_size: int) -> tuple[torch.Tensor, int]:
-    """[N] PLL of each example under the pattern (best word), and the number of tokens scored."""
+@dataclass(frozen=True)
+class Readings:
+    """What one pattern x verbalizer scores: each (ids, position) masked alone, and the reading
+    (example row x word) each belongs to."""
+
+    items: list[tuple[list[int], int]]
+    groups: list[int]  # row * len(words) + word, per item
+    examples: int
+    words: int
+
+
+def readings(tokenizer, pattern: Pattern, verbalizer: Verbalizer, examples: Examples) -> Readings:
+    """Every reading (P, x, w) of the examples with each label's first word, as positions to score."""
     words = list(dict.fromkeys(verbalizer.words[label][0] for label in verbalizer.labels))
     items, groups = [], []
     for row in range(len(examples)):
@@ -110,12 +125,18 @@ def example_log_likelihoods(scorer: MaskedLMScorer, tokenizer, pattern: Pattern,
             ids, positions = scored_tokens(tokenizer, pattern, values, word)
             items.extend((ids, p) for p in positions)
             groups.extend([row * len(words) + w] * len(positions))
-    log_probs = masked_token_log_probs(scorer, items, batch_size)
-    index = torch.tensor(groups, dtype=torch.long)
-    sums = torch.zeros(len(examples) * len(words)).index_add_(0, index, log_probs)
-    counts = torch.zeros(len(examples) * len(words)).index_add_(0, index, torch.ones_like(log_probs))
-    means = (sums / counts.clamp(min=1)).view(len(examples), len(words))
-    return means.max(-1).values, len(items)
+    return Readings(items, groups, len(examples), len(words))
+
+
+def reading_log_likelihoods(scorer: MaskedLMScorer, read: Readings, batch_size: int,
+                            advance: Callable[[int], None] = lambda n: None) -> tuple[torch.Tensor, int]:
+    """[N] PLL of each example (its best reading over the words), and the number of tokens scored."""
+    log_probs = masked_token_log_probs(scorer, read.items, batch_size, advance)
+    index = torch.tensor(read.groups, dtype=torch.long)
+    sums = torch.zeros(read.examples * read.words).index_add_(0, index, log_probs)
+    counts = torch.zeros(read.examples * read.words).index_add_(0, index, torch.ones_like(log_probs))
+    means = (sums / counts.clamp(min=1)).view(read.examples, read.words)
+    return means.max(-1).values, len(read.items)
 
 
 def sample_examples(session, max_examples: int) -> Examples:
@@ -149,10 +170,12 @@ def perplexities(session, max_examples: int = MAX_EXAMPLES) -> list[PatternPerpl
     examples = sample_examples(session, max_examples)
     scorer = session.mask_scorer()
     batch_size = session.config.runtime.eval_batch_size
+    pairs = [(p, v, readings(session.tokenizer, p, v, examples)) for p in session.task.patterns for v in session.task.verbalizers]
     out = []
-    for pattern in session.task.patterns:
-        for verbalizer in session.task.verbalizers:
-            per_example, tokens = example_log_likelihoods(scorer, session.tokenizer, pattern, verbalizer, examples, batch_size)
+    # one forward pass per scored token: minutes on a CPU for long texts, so the wait shows
+    with progress("pattern ranking (pseudo-perplexity)", sum(len(read.items) for _, _, read in pairs)) as advance:
+        for pattern, verbalizer, read in pairs:
+            per_example, tokens = reading_log_likelihoods(scorer, read, batch_size, advance)
             pll = float(per_example.mean())
             out.append(PatternPerplexity(pattern.id, verbalizer.id, math.exp(-pll), pll, len(examples), tokens))
     return out

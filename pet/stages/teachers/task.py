@@ -210,9 +210,12 @@ def check_every_row_fits(task: Task) -> None:
     (multi-label: with every label's text in the pattern's {label})."""
     config = task.config
     unlabeled_in_stage_a = config.teachers.mlm_weight > 0 or config.effective_ipet.enabled
-    tables = [(config.data.unlabeled, task.unlabeled(), config.labelling.max_length)]
-    if unlabeled_in_stage_a:
-        tables.append((config.data.unlabeled, task.unlabeled(), config.teachers.max_length))
+    # A row that fits max_length L fits any longer one (only the shortenable fields are cut, by the
+    # excess over L), so each table is checked once, at the shortest length a stage reads it with:
+    # on a long-text task every pass over the unlabeled file is a tokenization of all of it.
+    unlabeled_length = (min(config.labelling.max_length, config.teachers.max_length) if unlabeled_in_stage_a
+                        else config.labelling.max_length)
+    tables = [(config.data.unlabeled, task.unlabeled(), unlabeled_length)]
     if config.data.test is not None:
         tables.append((config.data.test, open_table(config, config.data.test, "test", task.labels, labelled=True),
                        config.labelling.max_length))
