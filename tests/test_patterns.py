@@ -170,6 +170,21 @@ def test_load_verbalizers_several_words_and_int_labels(tmp_path):
     assert v.words == {"0": ("bad", "awful"), "1": ("good",)}
 
 
+def test_labels_default_to_the_first_verbalizers_in_the_order_written(tmp_path):
+    path = write(tmp_path / "v.yaml", "verbalizers:\n  - id: fact-opinion\n    words: {1: [opinion], 0: fact}\n"
+                                      "  - id: other\n    words: {0: [report], 1: [view]}\n")
+    first, second = load_verbalizers(path)
+    assert first.labels == second.labels == ("1", "0")  # class 0 is the label written first
+    assert first.words == {"1": ("opinion",), "0": ("fact",)} and second.words == {"1": ("view",), "0": ("report",)}
+    odd = write(tmp_path / "odd.yaml", "verbalizers:\n  - id: a\n    words: {x: [one], y: [two]}\n"
+                                       "  - id: b\n    words: {x: [three], z: [four]}\n")
+    assert load_error(load_verbalizers, odd) == f"{odd}: verbalizer 'b': no words for label 'y'"
+    with pytest.raises(PetError) as err:
+        load_verbalizers(path, multi_label=True)
+    assert one_line(err) == (f"{path}: a multi-label verbalizers file lists its labels at the top level, e.g. labels: "
+                             "[food, service]; its words are the yes/no answer words")
+
+
 def test_verbalizer_unknown_key_suggests_nearest(tmp_path):
     path = write(tmp_path / "v.yaml", "labels: [negative, positive]\nverbalizers:\n"
                                       "  - id: bg\n    word: {negative: [bad], positive: [good]}\n")

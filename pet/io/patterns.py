@@ -12,7 +12,7 @@ import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Mapping, Sequence
+from typing import Annotated, Literal, Mapping, Sequence
 
 from pydantic import Field, field_validator
 
@@ -64,7 +64,8 @@ class VerbalizerSpec(Strict):
 
 
 class VerbalizerFile(Strict):
-    labels: list[str] = Field(min_length=2)
+    # Unset: the first verbalizer's labels, in the order its words are written (single-label files only)
+    labels: Annotated[list[str], Field(min_length=2)] | None = None
     verbalizers: list[VerbalizerSpec] = Field(min_length=1)
 
     @field_validator("labels", mode="before")
@@ -355,7 +356,7 @@ def parse_patterns(spec: PatternFile, source: Path | str, ids: list[str] | None 
 def parse_verbalizers(spec: VerbalizerFile, source: Path | str, ids: list[str] | None = None,
                       multi_label: bool = False) -> list[Verbalizer] | list[MultiLabelVerbalizer]:
     """The file's verbalizers: label words per label, or (``multi_label``) yes/no answer words."""
-    labels = tuple(spec.labels)
+    labels = file_labels(spec, source, multi_label)
     if len(set(labels)) != len(labels):
         duplicate = next(label for label in labels if labels.count(label) > 1)
         raise PetError(f"{source}: label '{duplicate}' is listed twice in labels")
@@ -369,6 +370,16 @@ def parse_verbalizers(spec: VerbalizerFile, source: Path | str, ids: list[str] |
                            f"set task.type: multi_label in the run config, or remove it")
     verbalizers = [in_file(source, lambda item=item: build(item)) for item in spec.verbalizers]
     return select(unique(verbalizers, source, "verbalizer"), ids, source, "verbalizer")
+
+
+def file_labels(spec: VerbalizerFile, source: Path | str, multi_label: bool) -> tuple[str, ...]:
+    """The labels in class order: the file's ``labels``, or else its first verbalizer's, as written."""
+    if spec.labels is not None:
+        return tuple(spec.labels)
+    if multi_label:  # its words are the yes/no answers, not one entry per label
+        raise PetError(f"{source}: a multi-label verbalizers file lists its labels at the top level, e.g. "
+                       f"labels: [food, service]; its words are the yes/no answer words")
+    return tuple(spec.verbalizers[0].words)
 
 
 def load_patterns(path: Path, ids: list[str] | None = None) -> list[Pattern]:
