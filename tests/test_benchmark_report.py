@@ -116,6 +116,26 @@ def test_peer_rows_name_the_best_peer_and_pet_margin():
     assert "| **PET margin**: PET student − best peer, same seeds (points) | -4.0 |" in table
 
 
+def test_each_seed_is_compared_with_its_own_best_peer():
+    # SetFit wins seeds 2 and 3 by a point and loses seed 1 by far: the margin of means (+3.3) hides it
+    rows = [line("newsgroups", "pet_student", 32, seed, acc) for seed, acc in ((1, 0.72), (2, 0.73), (3, 0.72))]
+    rows += [line("newsgroups", "setfit", 32, seed, acc) for seed, acc in ((1, 0.60), (2, 0.74), (3, 0.73))]
+    rows += [line("newsgroups", "supervised_st", 32, 1, 0.66)]  # one seed only: seed 1's best peer
+    rows += [line("newsgroups", "ipet_student", 32, seed, acc) for seed, acc in ((1, 0.75), (2, 0.74))]
+    table = report.tables(rows)
+    assert "| **PET margin**: PET student − best peer, same seeds (points) | +3.3 |" in table
+    assert ("| PET student − the best peer of each seed (points; seeds where it is ahead or level) | "
+            "+6.0 / -1.0 / -1.0 (1 of 3) |") in table
+    # level counts as not behind; a seed no peer ran is left out
+    assert ("| iPET student − the best peer of each seed (points; seeds where it is ahead or level) | "
+            "+9.0 / +0.0 (2 of 2) |") in table
+    seeds = report.by_seed(rows + [line("newsgroups", "pet_student", 32, 4, 0.9)])
+    assert report.seed_by_seed(seeds, "newsgroups", 32) == pytest.approx({1: 0.06, 2: -0.01, 3: -0.01})
+    assert report.describe_draws({}) == "–"
+    one_seed = report.tables([line("sst2", "pet_student", 32, 1, 0.8), line("sst2", "setfit", 32, 1, 0.7)])
+    assert "best peer of each seed" not in one_seed  # one draw: the margin row already says it
+
+
 def test_peer_margin_says_which_peers_are_missing_or_partial():
     rows = [line("agnews", "supervised", 32, seed, 0.70) for seed in (1, 2, 3)]
     rows += [line("agnews", "setfit", 32, 1, 0.60), line("agnews", "pet_student", 32, 1, 0.75)]
