@@ -263,6 +263,13 @@ def issue10_targets(rows: list[dict[str, Any]]) -> list[str]:
         cells = len(margins)
         lines.append(f"| {name} ≥ best peer in every measured task x n (issue 10) | {cells - len(below)} of {cells} cells"
                      + (f"; below: {', '.join(below)}" if below else "") + f" | {'no' if below else 'yes'} |")
+        draws = {cell: seed_by_seed(seeds, *cell, key) for cell in order}
+        behind = {cell: sum(1 for m in d.values() if m < 0) for cell, d in draws.items()}
+        total = sum(len(d) for d in draws.values())
+        lost = [f"{task} n = {n} ({behind[(task, n)]} of {len(draws[(task, n)])})" for task, n in order if behind[(task, n)]]
+        lines.append(f"| {name} ≥ the best peer of the same seed, on every draw (issue 10, seed by seed) | "
+                     f"{total - sum(behind.values())} of {total} draws" + (f"; behind: {', '.join(lost)}" if lost else "")
+                     + f" | {'no' if lost else 'yes'} |")
         at32 = [margins.get((task, 32)) for task in ("sst2", "agnews")]
         if None in at32:
             lines.append(f"| {name} − best peer at n = 32: ≥ +10 points (stretch +15; issue 10) | results missing for sst2 or agnews | pending |")

@@ -184,7 +184,10 @@ def test_issue10_targets_compare_both_students_with_the_best_peer_in_every_cell(
     text = report.targets(rows)
     assert "| PET student ≥ best peer in every measured task x n (issue 10) | 2 of 3 cells; below: agnews n = 32 -2.0 | no |" in text
     assert "| PET student − best peer at n = 32: ≥ +10 points (stretch +15; issue 10) | +6.0 points (sst2 +14.0, agnews -2.0) | no |" in text
+    assert ("| PET student ≥ the best peer of the same seed, on every draw (issue 10, seed by seed) | "
+            "6 of 9 draws; behind: agnews n = 32 (3 of 3) | no |") in text
     assert "| iPET student ≥ best peer in every measured task x n (issue 10) | 2 of 2 cells | yes |" in text
+    assert "| iPET student ≥ the best peer of the same seed, on every draw (issue 10, seed by seed) | 6 of 6 draws | yes |" in text
     assert "| iPET student − best peer at n = 32: ≥ +10 points (stretch +15; issue 10) | +9.5 points (sst2 +16.0, agnews +3.0) | no |" in text
     assert "iPET student at n = 32 / full-data ceiling" not in text  # no ceiling line yet
     rows += [line("sst2", "full_supervised", accuracy=0.9), line("agnews", "full_supervised", accuracy=0.83 / 0.95)]
