@@ -214,11 +214,16 @@ def seed_by_seed(seeds: dict, task: str, n: int, student_key: str = "pet_student
     return out
 
 
+def draws_behind(margins: dict[int, float]) -> int:
+    """How many of ``seed_by_seed``'s draws a peer won (a level draw is not behind)."""
+    return sum(1 for m in margins.values() if m < 0)
+
+
 def describe_draws(margins: dict[int, float]) -> str:
-    """'+3.3 / -1.0 / -1.0 (1 of 3)': the per-seed margins in seed order, and how many are not below zero."""
+    """'+3.3 / -1.0 / -1.0 (1 of 3)': the per-seed margins in seed order, and on how many it is ahead or level."""
     if not margins:
         return "–"
-    ahead = sum(1 for m in margins.values() if m >= 0)
+    ahead = len(margins) - draws_behind(margins)
     return " / ".join(f"{100 * m:+.1f}" for m in margins.values()) + f" ({ahead} of {len(margins)})"
 
 
@@ -264,7 +269,7 @@ def issue10_targets(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(f"| {name} ≥ best peer in every measured task x n (issue 10) | {cells - len(below)} of {cells} cells"
                      + (f"; below: {', '.join(below)}" if below else "") + f" | {'no' if below else 'yes'} |")
         draws = {cell: seed_by_seed(seeds, *cell, key) for cell in order}
-        behind = {cell: sum(1 for m in d.values() if m < 0) for cell, d in draws.items()}
+        behind = {cell: draws_behind(d) for cell, d in draws.items()}
         total = sum(len(d) for d in draws.values())
         lost = [f"{task} n = {n} ({behind[(task, n)]} of {len(draws[(task, n)])})" for task, n in order if behind[(task, n)]]
         lines.append(f"| {name} ≥ the best peer of the same seed, on every draw (issue 10, seed by seed) | "
