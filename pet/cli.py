@@ -155,11 +155,10 @@ def run_cmd(
             _print_json(summary)
             return
         typer.echo(f"run folder: {output}  teachers: {summary['teachers']}  soft labels: {summary['soft_labels']}")
-        decision = summary["adapt_decision"]
-        if decision:
-            head = " (a newly initialised MLM head: no measure of the text)" if decision["new_head"] else ""
-            typer.echo(f"adapt: auto: MLM loss {decision['mlm_loss']:.2f} on {decision['texts']} unlabeled texts{head}, threshold "
-                       f"{decision['threshold']:g}: " + ("adapted" if decision["adapt"] else "not adapted"))
+        if summary["adapt_decision"]:
+            from pet.tools.domain import AdaptDecision
+
+            typer.echo(AdaptDecision.from_record(summary["adapt_decision"]).describe(done=True))
         if summary["adapted"]:
             typer.echo(f"adapted model: {summary['adapted']} (every stage started from it)")
         for name in ("ensemble_test", "student_test"):

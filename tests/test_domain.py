@@ -88,11 +88,13 @@ def test_the_decision_is_strictly_above_the_threshold():
     random_head = DomainLoss(9.9, 512, 3000, new_head=True)
     assert not AdaptDecision(random_head, 4.3).adapt
     assert AdaptDecision(random_head, 4.3).describe() == (
-        "adapt: auto: the model's MLM head is newly initialised, so its MLM loss (9.90) says nothing about the text: "
+        "adapt: auto: MLM loss 9.90 on 512 unlabeled texts, from a newly initialised MLM head: no measure of the text: "
         "training from the model as it is (adapt.enabled: true adapts it anyway)")
+    assert AdaptDecision(random_head, 4.3).describe(done=True).endswith("no measure of the text: not adapted")
     assert AdaptDecision(measured, 5.0).describe() == (
-        "adapt: auto: the model's MLM loss on 512 unlabeled texts is 4.50, not above adapt.auto_threshold 5: "
-        "training from the model as it is")
+        "adapt: auto: MLM loss 4.50 on 512 unlabeled texts, not above adapt.auto_threshold 5: training from the model as it is")
+    assert AdaptDecision(measured, 4.4).describe() == (
+        "adapt: auto: MLM loss 4.50 on 512 unlabeled texts, above adapt.auto_threshold 4.4: adapting the model on it first")
 
 
 def test_auto_above_the_threshold_adapts_and_records_why(tmp_path, tiny_bert):
@@ -107,7 +109,7 @@ def test_auto_above_the_threshold_adapts_and_records_why(tmp_path, tiny_bert):
     assert run.adapted == tmp_path / "run" / "adapted"
     teachers = json.loads((tmp_path / "run" / "teachers" / "manifest.json").read_text())
     assert teachers["config"]["model"] == str(run.adapted.resolve()) and teachers["config"]["adapt"]["enabled"] is False
-    assert f"adapt: auto: MLM loss {decision['mlm_loss']:.2f} on 24 unlabeled texts, threshold 0.5: adapted" in result.output
+    assert f"adapt: auto: MLM loss {decision['mlm_loss']:.2f} on 24 unlabeled texts, above adapt.auto_threshold 0.5: adapted\n" in result.output
 
 
 def test_auto_below_the_threshold_trains_from_the_model_as_it_is(tmp_path, tiny_bert):
@@ -205,12 +207,12 @@ def test_a_newly_initialised_head_is_measured_but_never_adapted(tmp_path, headle
     decision = pet.Run(tmp_path / "run").adapt_decision
     assert decision["new_head"] is True and decision["adapt"] is False and decision["mlm_loss"] > 0.5
     assert not (tmp_path / "run" / "adapted").exists()
-    assert "unlabeled texts (a newly initialised MLM head: no measure of the text), threshold 0.5: not adapted" in result.output
+    assert "24 unlabeled texts, from a newly initialised MLM head: no measure of the text: not adapted\n" in result.output
 
 
 def test_pet_check_says_a_new_heads_loss_is_no_measure_of_the_text(tmp_path, headless_bert):
     report = pet.check(write_project(tmp_path, headless_bert))
-    [line] = {s.title: s for s in report.sections}["Unlabeled text against the model's own (masked-LM loss)"].lines
+    [line, _] = {s.title: s for s in report.sections}["Unlabeled text against the model's own (masked-LM loss)"].lines
     assert line.status == "info" and line.data["new_head"] is True
-    assert line.text == (f"MLM loss {line.data['mlm_loss']:.2f} on 24 unlabeled texts, from a newly initialised MLM head: it says "
-                         "nothing about the text, and adapt.enabled: auto trains from the model as it is")
+    assert line.text == (f"MLM loss {line.data['mlm_loss']:.2f} on 24 unlabeled texts, from a newly initialised MLM head: no "
+                         "measure of the text: adapt.enabled: auto trains from the model as it is")

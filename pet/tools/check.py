@@ -100,16 +100,10 @@ def domain_section(section: Section, session: Session) -> None:
     except PetError as err:
         section.add("warn", f"not measured: {err}")
         return
-    loss = decision.measured
-    if loss.new_head:
-        section.add("info", f"MLM loss {loss.loss:.2f} on {loss.texts} unlabeled texts, from a newly initialised MLM head: it says "
-                            "nothing about the text, and adapt.enabled: auto trains from the model as it is", **decision.record())
-        return
     if decision.adapt:
-        verdict = (f"above adapt.auto_threshold {decision.threshold:g}: the text is far from the model's own; "
-                   "adapt.enabled: auto adapts the model on it before stage A (or run pet adapt and use the result as model:)")
+        advice = "adapt.enabled: auto adapts the model on it before stage A (or run pet adapt and use the result as model:)"
     else:
-        verdict = f"not above adapt.auto_threshold {decision.threshold:g}: adapt.enabled: auto trains from the model as it is"
-    section.add("info", f"MLM loss {loss.loss:.2f} on {loss.texts} unlabeled texts, {verdict}", **decision.record())
+        advice = "adapt.enabled: auto trains from the model as it is"
+    section.add("info", f"{decision.finding()}: {advice}", **decision.record())
     section.add("detail", f"(adapt.enabled is {str(config.adapt.enabled).lower()} in this config; BENCHMARKS.md, \"Task-adaptive "
                           "pretraining\", has the loss and what adaptation did on five tasks)")

@@ -116,14 +116,23 @@ class AdaptDecision:
         measured = DomainLoss(float(record["mlm_loss"]), int(record["texts"]), int(record["targets"]), bool(record["new_head"]))
         return cls(measured, record["threshold"])
 
-    def describe(self) -> str:
+    def finding(self) -> str:
+        """What was measured, against what: the one wording of the decision's reason, shared by ``pet run``'s
+        log line and closing summary and by ``pet check``'s domain section."""
+        measured = f"MLM loss {self.measured.loss:.2f} on {self.measured.texts} unlabeled texts"
         if self.measured.new_head:
-            return (f"adapt: auto: the model's MLM head is newly initialised, so its MLM loss ({self.measured.loss:.2f}) says "
-                    "nothing about the text: training from the model as it is (adapt.enabled: true adapts it anyway)")
-        verdict = "above" if self.adapt else "not above"
-        action = "adapting the model on it first" if self.adapt else "training from the model as it is"
-        return (f"adapt: auto: the model's MLM loss on {self.measured.texts} unlabeled texts is {self.measured.loss:.2f}, "
-                f"{verdict} adapt.auto_threshold {self.threshold:g}: {action}")
+            return f"{measured}, from a newly initialised MLM head: no measure of the text"
+        return f"{measured}, {'above' if self.adapt else 'not above'} adapt.auto_threshold {self.threshold:g}"
+
+    def describe(self, done: bool = False) -> str:
+        """``pet run``'s line: while deciding, what it does next; once ``done``, what it did."""
+        if done:
+            action = "adapted" if self.adapt else "not adapted"
+        elif self.adapt:
+            action = "adapting the model on it first"
+        else:
+            action = "training from the model as it is" + (" (adapt.enabled: true adapts it anyway)" if self.measured.new_head else "")
+        return f"adapt: auto: {self.finding()}: {action}"
 
 
 def decide_adaptation(config: RunConfig, record: Path) -> AdaptDecision:
