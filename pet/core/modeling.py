@@ -155,8 +155,9 @@ def check_masked_lm(name: str, trust_remote_code: bool = False) -> None:
         )
 
 
-def check_classifier_labels(name: str, labels: list[str], trust_remote_code: bool = False) -> None:
-    """A student initialised from an existing classifier must classify into the run's labels.
+def check_classifier_labels(name: str, labels: list[str], trust_remote_code: bool = False, key: str = "distillation.model") -> None:
+    """A classifier (the student, ``key``; or the supervised member) initialised from an existing classifier
+    must classify into the run's labels.
 
     A checkpoint whose config names other labels (not the default LABEL_0, LABEL_1, ...) would have its
     trained head silently reused for other classes, or dropped; neither is what a user means.
@@ -168,8 +169,8 @@ def check_classifier_labels(name: str, labels: list[str], trust_remote_code: boo
         return  # not a trained classifier: the head is new
     if theirs != list(labels):
         raise PetError(
-            f"distillation.model '{name}' is a classifier for labels [{', '.join(theirs)}], but the teachers' labels are "
-            f"[{', '.join(labels)}]; set distillation.model to a base checkpoint (or one trained for these labels, in this order)"
+            f"{key} '{name}' is a classifier for labels [{', '.join(theirs)}], but the teachers' labels are "
+            f"[{', '.join(labels)}]; set {key} to a base checkpoint (or one trained for these labels, in this order)"
         )
 
 

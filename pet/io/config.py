@@ -75,6 +75,10 @@ class TeachersConfig(Strict):
     multi_token: bool = False
     multi_token_rule: Literal["mean", "pet"] = "mean"  # how multi-token words score: see README "Multi-token label words"
     supervised: bool = False  # true: per seed, one more teacher, a sequence classifier fine-tuned on the labelled set (README "Supervised member")
+    # The supervised member's own starting checkpoint (a folder or a Hub id; relative to the config file), e.g. a
+    # sentence encoder such as all-MiniLM-L6-v2; null: the run's model (after pet adapt, the adapted one).
+    # Needs supervised: true. Its tokenizer travels with the member, so it may differ from the patterns' model's.
+    supervised_model: str | None = None
     cv_folds: int = Field(default=4, ge=2)  # folds of labelling.ensemble: cv (stratified k-fold on the labelled set)
 
 
@@ -300,7 +304,7 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], schema: typ
 
 
 FILE_KEYS = ("data.train", "data.unlabeled", "data.test", "patterns.file", "verbalizers.file")
-MODEL_KEYS = ("model", "distillation.model")
+MODEL_KEYS = ("model", "distillation.model", "teachers.supervised_model")
 
 
 def command_line_paths(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -363,6 +367,10 @@ def resolve_paths(config: RunConfig, base: Path) -> RunConfig:
     if config.distillation.model is not None:
         update["distillation"] = config.distillation.model_copy(
             update={"model": resolve_model(base, config.distillation.model)}
+        )
+    if config.teachers.supervised_model is not None:
+        update["teachers"] = config.teachers.model_copy(
+            update={"supervised_model": resolve_model(base, config.teachers.supervised_model)}
         )
     return config.model_copy(update=update)
 

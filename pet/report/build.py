@@ -116,6 +116,7 @@ def run_section(data: RunData) -> str:
         ("model", c.model), *adaptation_pairs(data.adaptation), ("labels", ", ".join(data.labels)), ("patterns", patterns), ("verbalizers", verbalizers),
         ("teachers", f"{len(t['teachers'])} (seeds {c.teachers.seeds}; " + ("zero-shot" if t.get("zero_shot") else
                      f"{c.teachers.steps} steps, batch {c.teachers.batch_size}, lr {c.teachers.learning_rate}, mlm_weight {c.teachers.mlm_weight:g}") + ")"),
+        *([("supervised member", f"fine-tuned from {c.teachers.supervised_model or c.model}")] if c.teachers.supervised else []),
         ("iPET generations", t.get("ipet", {}).get("final_generation", c.effective_ipet.generations)),  # auto: as resolved
         *ipet_label_distribution(t),
         ("ensemble", (data.soft or {}).get("ensemble", c.labelling.ensemble)),

@@ -30,6 +30,8 @@ from pet.stages.teachers.specs import ClassifierSpec, TeacherSpec
 MEMBER_KEYS = ("teachers.supervised", "teachers.cv_folds")
 # How many iPET generations follow: no teacher's training reads it, so raising it keeps every generation trained.
 IPET_COUNT = "ipet.generations"
+# What only the supervised member reads: the pattern teachers' fingerprints leave these out.
+MEMBER_ONLY = ("teachers.supervised_model", "teachers.supervised_model.adapted")
 # What only pattern teachers read: the supervised member's fingerprint leaves these out.
 CLASSIFIER_IGNORES = ("patterns", "verbalizers", "teachers.seeds", *MEMBER_KEYS, "teachers.mlm_weight", "teachers.unlabeled_ratio",
                       "teachers.mlm_probability", "teachers.zero_shot", "teachers.multi_token", "teachers.multi_token_rule",
@@ -61,7 +63,8 @@ class TeacherContext:
         verbalizers and seeds, plus its own. Adding a seed or a pattern keeps the teachers already
         trained; an iPET generation >= 1 teacher depends on the whole previous generation. Which
         members the stage adds (the supervised member, cross-validation) changes no teacher; the
-        supervised member leaves out the settings only a pattern teacher reads. No teacher depends on
+        supervised member leaves out the settings only a pattern teacher reads, and a pattern teacher the
+        member's own checkpoint. No teacher depends on
         how many iPET generations follow it, and generation 0 on no iPET setting at all."""
         if spec.generation > 0:  # trained on what the previous generation (all its members, their weights) labelled
             own = {k: v for k, v in self.reads.items() if k != IPET_COUNT}
@@ -70,7 +73,7 @@ class TeacherContext:
         if isinstance(spec, ClassifierSpec):
             own = {k: v for k, v in own.items() if k not in CLASSIFIER_IGNORES}
             return fingerprint_of({**own, "classifier": spec.to_json(), "seed": spec.seed})
-        own = {k: v for k, v in own.items() if k not in ("patterns", "verbalizers", "teachers.seeds") + MEMBER_KEYS}
+        own = {k: v for k, v in own.items() if k not in ("patterns", "verbalizers", "teachers.seeds") + MEMBER_KEYS + MEMBER_ONLY}
         return fingerprint_of({**own, "pattern": spec.pattern.to_json(), "verbalizer": spec.verbalizer.to_json(), "seed": spec.seed})
 
     def finished(self, path: Path, fingerprint: str, what: str, *, thing: str, made: str, redo: str, done: str) -> dict[str, Any] | None:

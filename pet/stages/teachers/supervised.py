@@ -4,7 +4,7 @@ A pattern teacher knows what its pattern lets the masked LM see; where the patte
 ensemble of them can fall far below ordinary fine-tuning on the same labelled set. The supervised
 member *is* ordinary fine-tuning, trained in stage A as one more teacher per seed
 (``supervised--s<seed>``, after the pattern teachers): ``AutoModelForSequenceClassification`` from the
-run's model with the verbalizer's labels in their order (``id2label``/``label2id``), trained with
+run's model (or ``teachers.supervised_model``, with its own tokenizer) with the verbalizer's labels in their order (``id2label``/``label2id``), trained with
 cross-entropy on the labelled set (multi-label tasks: a ``multi_label_classification`` model trained with
 binary cross-entropy on the label sets, whose logits are per-label decision logits like a multi-label
 pattern teacher's) by the shared loop (pet/core/training.py), with the teachers'
@@ -47,6 +47,9 @@ from pet.stages.teachers.teacher import save_teacher, training_metrics
 def check_settings(config: RunConfig) -> None:
     """Combinations the supervised member cannot be part of: one line each, before anything is read."""
     if not config.teachers.supervised:
+        if config.teachers.supervised_model is not None:
+            raise PetError("teachers.supervised_model is the supervised member's starting checkpoint, and teachers.supervised "
+                           "is false, so there is no member; set teachers.supervised: true, or drop teachers.supervised_model")
         return
     if config.teachers.zero_shot:
         raise PetError("teachers.supervised: true fine-tunes a classifier on the labelled set, and teachers.zero_shot: true "
@@ -70,17 +73,26 @@ def supervised_jobs(config: RunConfig, labels: Sequence[str], ctx: TeacherContex
     return [TeacherJob(spec, spec.name, ctx.labelled, config.teachers.steps) for spec in member_specs(config, labels)]
 
 
+def member_checkpoint(ctx: TeacherContext) -> str:
+    """What the member starts from: teachers.supervised_model, else the pattern teachers' model."""
+    return ctx.settings.supervised_model or ctx.model
+
+
 class LoadedClassifier:
-    """A fresh classifier from the base model (its head initialised from the spec's seed), with its encoder and scorer."""
+    """A fresh classifier from the member's checkpoint (its head initialised from the spec's seed), with its
+    tokenizer, encoder and scorer."""
 
     def __init__(self, spec: ClassifierSpec, ctx: TeacherContext):
-        from pet.core.modeling import load_classifier
+        from pet.core.modeling import load_classifier, load_tokenizer
 
+        self.checkpoint = member_checkpoint(ctx)
+        # its own tokenizer when it has its own checkpoint: a sentence encoder's vocabulary need not be the MLM's
+        self.tokenizer = ctx.tokenizer if self.checkpoint == ctx.model else load_tokenizer(self.checkpoint, ctx.runtime.trust_remote_code)
         torch.manual_seed(spec.derived_seed)  # the new classification head and dropout
         self.multi_label = ctx.labelled.label_sets is not None  # multi-label task: a sigmoid per label, trained with BCE
-        self.model = load_classifier(ctx.model, list(spec.labels), ctx.device, ctx.runtime.trust_remote_code, self.multi_label)
-        self.encoder = ClassifierEncoder(ctx.tokenizer, spec.fields, ctx.settings.max_length, separator_join(ctx.tokenizer))
-        self.scorer = ClassifierScorer(self.model, pad_token_id(ctx.tokenizer))
+        self.model = load_classifier(self.checkpoint, list(spec.labels), ctx.device, ctx.runtime.trust_remote_code, self.multi_label)
+        self.encoder = ClassifierEncoder(self.tokenizer, spec.fields, ctx.settings.max_length, separator_join(self.tokenizer))
+        self.scorer = ClassifierScorer(self.model, pad_token_id(self.tokenizer))
 
 
 def optim_settings(settings: TeachersConfig, steps: int, learning_rate: float) -> OptimSettings:
@@ -129,7 +141,7 @@ def train_classifier(job: TeacherJob, ctx: TeacherContext, folder: Path) -> dict
     record = {
         "name": spec.name,
         "kind": CLASSIFIER,
-        "base_checkpoint": ctx.model,  # what it was fine-tuned from (not "base_model", which marks a zero-shot teacher)
+        "base_checkpoint": loaded.checkpoint,  # what it was fine-tuned from (not "base_model", which marks a zero-shot teacher)
         "labels": list(spec.labels),
         "input_fields": list(spec.fields),
         "field_join": loaded.encoder.join,  # between a pair's second and further fields

@@ -130,7 +130,7 @@ def prepare_task(config: RunConfig, tokenizer=None) -> Task:
     if tokenizer.mask_token_id is None:
         raise PetError(f"tokenizer of '{config.model}' has no mask token; PET teachers need a masked language model")
     check_masked_lm(config.model, config.runtime.trust_remote_code)  # before any training, not after the first teacher
-    check_student_model(config, labels)  # stage C's model, hours before stage C
+    check_classifier_models(config, labels)  # the member's and stage C's models, before anything trains
     task = Task(config, patterns, verbalizers, labels, tokenizer, train, input_hashes(config))
     check_every_row_fits(task)
     return task
@@ -191,18 +191,20 @@ def check_learning_rate_search(config: RunConfig) -> None:
         crossval.require_labelled_folds(config, "teachers.learning_rate: cv", "searches a rate by training", "set a rate or auto")
 
 
-def check_student_model(config: RunConfig, labels: tuple[str, ...]) -> None:
-    """distillation.model (when set) loads as a tokenizer and a config, and is not a classifier for other labels."""
+def check_classifier_models(config: RunConfig, labels: tuple[str, ...]) -> None:
+    """distillation.model and teachers.supervised_model (when set) load as a tokenizer and a config, and
+    neither is a classifier for other labels."""
     from pet.core.modeling import check_classifier_labels, load_tokenizer
 
-    name = config.distillation.model
-    if name is None:
-        return  # the teachers' own model, already checked
-    try:
-        load_tokenizer(name, config.runtime.trust_remote_code)
-        check_classifier_labels(name, list(labels), config.runtime.trust_remote_code)
-    except PetError as err:
-        raise PetError(f"distillation.model: {err}") from None
+    for key, name in (("teachers.supervised_model", config.teachers.supervised_model), ("distillation.model", config.distillation.model)):
+        if name is None:
+            continue  # the teachers' own model, already checked
+        try:
+            load_tokenizer(name, config.runtime.trust_remote_code)
+            check_classifier_labels(name, list(labels), config.runtime.trust_remote_code, key)
+        except PetError as err:
+            message = str(err)
+            raise PetError(message if message.startswith(key) else f"{key}: {message}") from None
 
 
 def check_every_row_fits(task: Task) -> None:

@@ -60,6 +60,7 @@ class LoadedScorer:
         self.tokens = ctx.tokens(spec.pattern, spec.verbalizer)
         self.encoder = ctx.encoder(spec.pattern, spec.verbalizer, self.tokens.num_masks)
         self.model = load_masked_lm(ctx.model, ctx.device, ctx.runtime.trust_remote_code)
+        self.tokenizer = ctx.tokenizer
         self.scorer = teacher_scorer(self.model, self.tokens, ctx.tokenizer, spec.verbalizer)
 
     def labelled_accuracy(self, ctx: TeacherContext) -> float | None:
@@ -79,7 +80,7 @@ def save_teacher(folder: Path, record: dict[str, Any], loaded: LoadedScorer | No
     with atomic_dir(folder) as tmp:
         if weights:
             save_model(loaded.model, tmp)
-            ctx.tokenizer.save_pretrained(tmp)
+            loaded.tokenizer.save_pretrained(tmp)  # a supervised member's may be its own checkpoint's
         if job.score_unlabeled:
             save_unlabeled_logits(tmp, loaded, ctx)
         write_json_atomic(tmp / TEACHER_FILE, record)
