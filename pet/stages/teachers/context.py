@@ -64,8 +64,8 @@ class TeacherContext:
         trained; an iPET generation >= 1 teacher depends on the whole previous generation. Which
         members the stage adds (the supervised member, cross-validation) changes no teacher; the
         supervised member leaves out the settings only a pattern teacher reads, and a pattern teacher the
-        member's own checkpoint. No teacher depends on
-        how many iPET generations follow it, and generation 0 on no iPET setting at all."""
+        member's own checkpoint. No teacher depends on how many iPET generations follow it, and
+        generation 0 on no iPET setting at all."""
         if spec.generation > 0:  # trained on what the previous generation (all its members, their weights) labelled
             own = {k: v for k, v in self.reads.items() if k != IPET_COUNT}
             return fingerprint_of({**own, "generation": spec.generation, "teacher": spec.name})
