@@ -156,13 +156,16 @@ def check_masked_lm(name: str, trust_remote_code: bool = False) -> None:
 
 
 def check_classifier_labels(name: str, labels: list[str], trust_remote_code: bool = False, key: str = "distillation.model") -> None:
-    """A classifier (the student, ``key``; or the supervised member) initialised from an existing classifier
-    must classify into the run's labels.
+    """A classifier started from the checkpoint the setting ``key`` names (the student's, or the supervised
+    member's) must classify into the run's labels; every error names ``key``.
 
     A checkpoint whose config names other labels (not the default LABEL_0, LABEL_1, ...) would have its
     trained head silently reused for other classes, or dropped; neither is what a user means.
     """
-    config = load_model_config(name, trust_remote_code)
+    try:
+        config = load_model_config(name, trust_remote_code)
+    except PetError as err:
+        raise PetError(f"{key}: {err}") from None
     id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
     theirs = [id2label[i] for i in sorted(id2label)]
     if not theirs or all(label == f"LABEL_{i}" for i, label in enumerate(theirs)):

@@ -8,8 +8,8 @@ run's model (or from ``teachers.supervised_model``, with that checkpoint's own t
 verbalizer's labels in their order (``id2label``/``label2id``), trained with cross-entropy on the
 labelled set (multi-label tasks: a ``multi_label_classification`` model trained with binary
 cross-entropy on the label sets, whose logits are per-label decision logits like a multi-label pattern
-teacher's) by the shared loop (pet/core/training.py), with the teachers' steps, batch size, learning rate (``auto`` too), weight decay, warm-up, clipping and max_length, its
-seed derived from its name. It reads the data fields as the student does (pet/core/classifier.py):
+teacher's) by the shared loop (pet/core/training.py), with the teachers' steps, batch size, learning
+rate (``auto`` too), weight decay, warm-up, clipping and max_length, its seed derived from its name. It reads the data fields as the student does (pet/core/classifier.py):
 one field is the text, two a tokenizer pair, further ones joined to the second with the tokenizer's
 separator token.
 

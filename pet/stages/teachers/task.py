@@ -201,10 +201,9 @@ def check_classifier_models(config: RunConfig, labels: tuple[str, ...]) -> None:
             continue  # the teachers' own model, already checked
         try:
             load_tokenizer(name, config.runtime.trust_remote_code)
-            check_classifier_labels(name, list(labels), config.runtime.trust_remote_code, key)
         except PetError as err:
-            message = str(err)
-            raise PetError(message if message.startswith(key) else f"{key}: {message}") from None
+            raise PetError(f"{key}: {err}") from None
+        check_classifier_labels(name, list(labels), config.runtime.trust_remote_code, key)
 
 
 def check_every_row_fits(task: Task) -> None:
