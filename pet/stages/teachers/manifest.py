@@ -32,13 +32,13 @@ def stage_reads(config: RunConfig, task: Task) -> dict[str, Any]:
     teachers = config.teachers.model_dump(mode="json")
     # The supervised member and the folds only when used: a run that uses neither reads what it read before they existed.
     cross_validated = config.labelling.ensemble == "cv" or config.teachers.learning_rate == "cv"
-    member_model = config.teachers.supervised_model if config.teachers.supervised else None
     for key, used in (("supervised", config.teachers.supervised), ("cv_folds", cross_validated),
-                      ("learning_rate_grid", config.teachers.learning_rate == "cv"), ("supervised_model", member_model)):
+                      ("learning_rate_grid", config.teachers.learning_rate == "cv")):
         if not used:
             del teachers[key]
+    member_model = teachers.pop("supervised_model")  # recorded below, as model_reads records `model`
     reads.update({f"teachers.{key}": value for key, value in teachers.items()})
-    if member_model:  # the member's own checkpoint, by name and (if pet adapt wrote it) by its adaptation
+    if member_model and config.teachers.supervised:  # by name and (if pet adapt wrote it) by its adaptation
         reads.update({f"teachers.supervised_{key}": value for key, value in model_reads(member_model).items()})
     if config.teachers.learning_rate == "cv":  # every teacher's rate comes from this search: part of each one's fingerprint
         reads["teachers.learning_rate_search"] = {"pattern": task.patterns[0].to_json(), "verbalizer": task.verbalizers[0].to_json(),
